@@ -1,0 +1,64 @@
+# hearby: set-up, code generation, checks.
+#
+#   make setup   install everything (Debian packages + .venv); idempotent, a second run is a no-op
+#   make test    ruff + the whole test suite (runs `setup` first if needed)
+#   make proto   regenerate the gRPC/protobuf stubs from proto/ into hearby/
+#   make lint    ruff
+#
+# Debian packages are installed with apt-get; as root that runs directly, otherwise through sudo.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SITE = $(VENV)/lib/python3.11/site-packages
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian packages: redis-server (streams, registry), fluidsynth + GM SoundFonts (corpus
+# rendering; TimGM6mb is small and fast, FluidR3 is the quality one).
+APT_PACKAGES := redis-server fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm
+
+STAMP_APT := $(VENV)/.stamp-apt
+STAMP_PY := $(VENV)/.stamp-python
+
+.PHONY: setup test lint proto proto-check clean-venv
+
+setup: $(STAMP_APT) $(STAMP_PY)
+
+$(STAMP_APT):
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+# The Python environment is rebuilt only when the pins change.
+$(STAMP_PY): pyproject.toml requirements.lock | $(STAMP_APT)
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	# torch first, by exact version, so pip takes the local CPU wheel and never the CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c requirements.lock -e '.[dev]'
+	# torchaudio pins an older torch: install it alone. On a CPU-only torch its CUDA-built
+	# extension libraries fail to load; without them the pure-Python transforms work.
+	$(PIP) install -q --no-deps torchaudio==2.11.0
+	@if [ "$$($(PY) -c 'import torch; print(torch.version.cuda is None)')" = True ]; then \
+	  rm -f $(SITE)/torchaudio/lib/*.so; fi
+	$(PY) -c "import torchaudio, tritonclient.grpc, pymilvus, redis, soundfile, pedalboard, streamlit"
+	@touch $@
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# One command regenerates every stub; tests/unit/test_proto_stubs.py fails when they are stale.
+proto: setup
+	$(PY) -m hearby.protogen
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard: side-by-side neighbourhoods, blind ratings, review."""

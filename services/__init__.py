@@ -1,0 +1,1 @@
+"""hearby services: one folder per deployable, shared code in ``common``."""

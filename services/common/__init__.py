@@ -1,0 +1,1 @@
+"""Code written once and used by every hearby service."""

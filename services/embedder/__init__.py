@@ -1,0 +1,1 @@
+"""The embedder: a Triton Inference Server over hearby's model repository."""

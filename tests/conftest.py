@@ -1,0 +1,68 @@
+"""Fixtures that start the real parts on free ports in temp dirs, and stop them.
+
+They use the same launch code as ``hearby up`` (services.common.redis_server,
+services.embedder.triton_server), so the tests exercise what users run. When a part is not
+installed, the fixture fails with the MissingDependency message, which says how to install
+it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from services.common.redis_server import RedisServer
+from services.embedder.model_repository import ModelSpec, write_version
+from services.embedder.triton_server import TritonServer
+from tests.support import tiny_model
+
+TINY_MODEL = "tiny"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A real redis-server with AOF on, in a temp data dir, for the whole session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client on a freshly emptied database of the session's redis-server."""
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def milvus_lite_uri(tmp_path: Path) -> str:
+    """A Milvus Lite data file in a fresh temp dir (Milvus Lite starts on first connect)."""
+    return str(tmp_path / "milvus.db")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository holding the tiny TorchScript encoder as version ``tiny``."""
+    repo = tmp_path_factory.mktemp("model_repository")
+    spec = ModelSpec(
+        TINY_MODEL, tiny_model.SAMPLE_RATE, tiny_model.WINDOW_SAMPLES, tiny_model.DIMENSION
+    )
+    write_version(repo, spec, tiny_model.scripted_tiny_encoder(), {"recipe": "test"})
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton_server(
+    tiny_model_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TritonServer]:
+    """A real Triton server (from the nvidia-pytriton wheel) serving the tiny encoder."""
+    server = TritonServer(
+        tiny_model_repository, tmp_path_factory.mktemp("triton"), models=[TINY_MODEL]
+    )
+    with server:
+        yield server

@@ -1,0 +1,1 @@
+"""The trainer: corpus, augmentation, contrastive training, evaluation, publishing."""
