@@ -15,6 +15,7 @@ from collections.abc import Sequence
 # name -> (module, one-line summary). Later work adds commands here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("hearby.doctor", "check that everything hearby needs is installed"),
+    "corpus": ("trainer.corpus.cli", "render a labelled music corpus (synth, music21)"),
 }
 
 

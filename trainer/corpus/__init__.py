@@ -1,0 +1,1 @@
+"""Labelled music corpora: programmatic songs and music21 scores rendered with FluidSynth."""

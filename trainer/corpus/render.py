@@ -1,0 +1,180 @@
+"""Renders MIDI to audio with a persistent FluidSynth synthesizer and writes mono FLAC.
+
+One synthesizer per worker process is reused for every track (loading the SoundFont per
+track would dominate the cost). FluidSynth's own reverb and chorus are off and every track
+ends with a full reset, so a track's audio never depends on what the worker rendered before
+it: the same spec gives the same bytes in any order, on any number of workers. Room sound
+comes from a seeded pedalboard chain instead (the artist's production).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import fluidsynth
+import numpy as np
+import pedalboard
+import pretty_midi
+import soundfile as sf
+
+from services.common.processes import MissingDependency
+
+SOUNDFONT_DIR = Path("/usr/share/sounds/sf2")
+DEFAULT_SOUNDFONT = SOUNDFONT_DIR / "TimGM6mb.sf2"
+SOUNDFONT_HINT = (
+    "Install the General MIDI SoundFonts with `make setup` (Debian: timgm6mb-soundfont, "
+    "fluid-soundfont-gm) or pass --soundfont PATH."
+)
+TARGET_RMS_DB = -20.0  # loudness normalisation, as streaming services do
+PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS
+_TAIL_SECONDS = 1.0  # release after the last note-off
+
+
+def find_soundfont(path: Path | None = None) -> Path:
+    """The SoundFont to use: ``path`` if given, else TimGM6mb.
+
+    Raises:
+        MissingDependency: The file does not exist.
+    """
+    chosen = path or DEFAULT_SOUNDFONT
+    if not chosen.exists():
+        raise MissingDependency(f"SoundFont {chosen} not found. {SOUNDFONT_HINT}")
+    return chosen
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, hex (recorded in manifests so corpora are reproducible)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Renderer:
+    """A FluidSynth synthesizer kept alive across tracks.
+
+    Args:
+        soundfont: A General MIDI SoundFont (.sf2).
+        sample_rate: Output sample rate in Hz.
+    """
+
+    def __init__(self, soundfont: Path, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.synth = fluidsynth.Synth(
+            gain=0.25,
+            samplerate=float(sample_rate),
+            **{"synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1},
+        )
+        self.sfid = self.synth.sfload(str(soundfont))
+        if self.sfid < 0:
+            raise MissingDependency(f"FluidSynth could not load {soundfont}. {SOUNDFONT_HINT}")
+
+    def render(self, midi: pretty_midi.PrettyMIDI) -> np.ndarray:
+        """Renders every instrument of ``midi``.
+
+        Returns:
+            Mono float32 waveform in [-1, 1], lasting until the last note-off plus 1 s.
+        """
+        events = self._events(midi)
+        sr = self.sample_rate
+        total = round((midi.get_end_time() + _TAIL_SECONDS) * sr)
+        chunks: list[np.ndarray] = []
+        done = 0
+        for sample, _order, action in events:
+            if sample > done:
+                chunks.append(self.synth.get_samples(min(sample, total) - done))
+                done = min(sample, total)
+            action()
+        if total > done:
+            chunks.append(self.synth.get_samples(total - done))
+        self.synth.system_reset()  # no voice survives into the next track
+        stereo = np.concatenate(chunks).astype(np.float32).reshape(-1, 2) / 32768.0
+        return stereo.mean(axis=1)
+
+    def _events(self, midi: pretty_midi.PrettyMIDI) -> list[tuple[int, int, object]]:
+        """(sample, order, action) for programs, controllers, note-ons and note-offs."""
+        synth, sr = self.synth, self.sample_rate
+        events: list[tuple[int, int, object]] = []
+        melodic = iter(c for c in range(16) if c != 9)
+        for instrument in midi.instruments:
+            channel = 9 if instrument.is_drum else next(melodic)
+            bank = 128 if instrument.is_drum else 0
+            program = instrument.program
+            events.append(
+                (
+                    0,
+                    0,
+                    lambda c=channel, b=bank, p=program: synth.program_select(c, self.sfid, b, p),
+                )
+            )
+            for cc in instrument.control_changes:
+                events.append(
+                    (
+                        int(cc.time * sr),
+                        1,
+                        lambda c=channel, n=cc.number, v=cc.value: synth.cc(c, n, v),
+                    )
+                )
+            for note in instrument.notes:
+                # At equal times note-offs (order 2) go before note-ons (order 3), so a
+                # repeated pitch is re-struck rather than cut.
+                events.append(
+                    (
+                        int(note.start * sr),
+                        3,
+                        lambda c=channel, k=note.pitch, v=note.velocity: synth.noteon(c, k, v),
+                    )
+                )
+                events.append(
+                    (int(note.end * sr), 2, lambda c=channel, k=note.pitch: synth.noteoff(c, k))
+                )
+        events.sort(key=lambda e: (e[0], e[1]))
+        return events
+
+
+def produce(
+    audio: np.ndarray, sample_rate: int, room: float, wet: float, tilt_db: float
+) -> np.ndarray:
+    """The artist's production: tilt EQ and room reverb, then loudness normalisation.
+
+    Args:
+        audio: Mono float32 waveform.
+        sample_rate: Hz.
+        room: Reverb room size in [0, 1].
+        wet: Reverb wet level in [0, 1].
+        tilt_db: High-shelf gain in dB at 3 kHz; the low shelf at 200 Hz gets the opposite.
+
+    Returns:
+        Mono float32 at -20 dBFS RMS with peaks at or below -1 dBFS.
+    """
+    board = pedalboard.Pedalboard(
+        [
+            pedalboard.LowShelfFilter(cutoff_frequency_hz=200, gain_db=-tilt_db),
+            pedalboard.HighShelfFilter(cutoff_frequency_hz=3000, gain_db=tilt_db),
+            pedalboard.Reverb(room_size=room, wet_level=wet, dry_level=1.0 - wet / 2, width=0.0),
+        ]
+    )
+    out = board(audio[None, :].astype(np.float32), sample_rate)[0]
+    return normalise(out)
+
+
+def normalise(audio: np.ndarray) -> np.ndarray:
+    """Scales to -20 dBFS RMS, then down further if a peak would exceed -1 dBFS."""
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    if rms < 1e-9:
+        return audio.astype(np.float32)
+    gain = 10 ** (TARGET_RMS_DB / 20) / rms
+    peak = float(np.max(np.abs(audio))) * gain
+    if peak > PEAK_CEILING:
+        gain *= PEAK_CEILING / peak
+    return (audio * gain).astype(np.float32)
+
+
+def write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    """Writes 16-bit mono FLAC atomically (a partial file never has the final name)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sf.write(tmp, audio, sample_rate, format="FLAC", subtype="PCM_16")
+    tmp.rename(path)
