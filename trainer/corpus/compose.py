@@ -372,10 +372,12 @@ def compose(spec: SongSpec, rng: np.random.Generator) -> pretty_midi.PrettyMIDI:
         last = bar + 1 < len(plan) and plan[bar + 1] != section
         bar_chords = chords[bar]
         next_chord = chords[bar + 1][0] if bar + 1 < len(chords) else bar_chords[-1]
-        if section != "cadence" or plan[bar - 1] != "cadence":
+        final_bar = bar == len(plan) - 1
+        if not final_bar:
             song.drum_bar(bar, section, first, last)
-        # Split the bar among its chords (harmonic rhythm faster than one per bar).
-        for j, chord in enumerate(bar_chords):
+        # Split the bar among its chords (harmonic rhythm faster than one per bar); the
+        # final bar only holds the tonic chord (added below).
+        for j, chord in enumerate([] if final_bar else bar_chords):
             share = (j, len(bar_chords))
             voicing = song.voicing(chord, voicing)
             song.comp_share(bar, share, voicing)
@@ -392,8 +394,8 @@ def compose(spec: SongSpec, rng: np.random.Generator) -> pretty_midi.PrettyMIDI:
                 pitch += 5  # choruses sit higher
             pitch = song.melody_bar(bar, onsets, bar_chords[-1], scale, pitch, phrase_end)
         elif section == "cadence":
-            final = plan[bar - 1] == "cadence"
-            if final:
+            if final_bar:
+                voicing = song.voicing(bar_chords[0], voicing)  # the closing tonic chord
                 tonic = nearest_pitch(spec.tonic, pitch)
                 song.add(song.lead, tonic, bar * song.bar, song.bar * 1.5, song.velocity + 4)
                 for p in voicing or []:

@@ -48,25 +48,27 @@ def tempo_band_edges() -> np.ndarray:
 
 
 def balanced_cells(n: int, rng: np.random.Generator) -> list[tuple[int, int, int, int]]:
-    """``n`` (genre, tonic, mode, tempo band) cells with every pair of factors balanced.
+    """``n`` (genre, tonic, mode, tempo band) cells with every factor and pair balanced.
 
-    Greedy: each new track takes the cell whose six pairwise counts are smallest so far
-    (random tie-break), which keeps every 2-way table within one of uniform.
+    Greedy: each new track takes the cell whose marginal and pairwise counts are smallest
+    so far (random tie-break). Each count is scaled by the number of cells of its table, so
+    a 12 x 10 table weighs as much as a 2 x 5 one; that keeps the cells of every 1- and
+    2-way table within 2 of each other for any corpus size.
     """
     sizes = (len(GENRES), 12, len(MODES), TEMPO_BANDS)
-    pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
-    counts = {p: np.zeros((sizes[p[0]], sizes[p[1]])) for p in pairs}
+    groups = [(a,) for a in range(4)] + [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    counts = {g: np.zeros([sizes[i] for i in g]) for g in groups}
     cells = []
     for _ in range(n):
-        cost = np.zeros(sizes)
-        for (a, b), table in counts.items():
+        cost = rng.random(sizes) * 1e-3
+        for group, table in counts.items():
             shape = [1, 1, 1, 1]
-            shape[a], shape[b] = sizes[a], sizes[b]
-            cost = cost + table.reshape(shape)
-        cost = cost + rng.random(sizes) * 1e-3
+            for i in group:
+                shape[i] = sizes[i]
+            cost = cost + table.reshape(shape) * table.size
         cell = tuple(int(i) for i in np.unravel_index(int(np.argmin(cost)), sizes))
-        for (a, b), table in counts.items():
-            table[cell[a], cell[b]] += 1
+        for group, table in counts.items():
+            table[tuple(cell[i] for i in group)] += 1
         cells.append(cell)
     return cells  # type: ignore[return-value]
 
@@ -124,7 +126,7 @@ def make_artist(seed: int, genre: str, number: int, family: str) -> Artist:
 
 
 def design_corpus(
-    tracks: int, seed: int, min_duration: float, tracks_per_artist: int = 8
+    tracks: int, seed: int, min_duration: float, tracks_per_artist: int = 4
 ) -> list[SongSpec]:
     """The labels of every track of a synthetic corpus.
 
