@@ -183,27 +183,31 @@ class PairDataset(torch.utils.data.Dataset):
         return torch.from_numpy(views[0]), torch.from_numpy(views[1]), track_index
 
 
-def collate_pairs(augment: Compose, seed: int):
-    """A collate function that stacks views and applies the recipe's mix-up, if any.
+class PairCollate:
+    """Stacks views and applies the recipe's mix-up, if any (picklable for workers).
 
-    Mix-up mixes each view with a view of the *next* pair in the batch (another track), so
-    the two views of a pair carry different interference.
+    Mix-up mixes each first view with a second view of the *next* pair in the batch
+    (another track), so the two views of a pair carry different interference.
+
+    Args:
+        augment: The recipe (only its ``mixup`` is used here).
+        seed: Base seed of the mixing weights.
     """
 
-    def collate(
-        batch: list[tuple[torch.Tensor, torch.Tensor, int]],
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        v1 = torch.stack([b[0] for b in batch])  # (B, S)
-        v2 = torch.stack([b[1] for b in batch])  # (B, S)
-        tracks = torch.tensor([b[2] for b in batch])
-        if augment.mixup is not None and len(batch) > 1:
-            rng = np.random.default_rng([seed, int(tracks.sum())])
-            others = torch.roll(v2, 1, dims=0).numpy()
-            v1 = torch.from_numpy(
-                np.stack(
-                    [augment.mixup.mix(a, o, rng) for a, o in zip(v1.numpy(), others, strict=True)]
-                )
-            )
-        return v1, v2, tracks
+    def __init__(self, augment: Compose, seed: int) -> None:
+        self.mixup = augment.mixup
+        self.seed = seed
 
-    return collate
+    def __call__(
+        self, batch: list[tuple[torch.Tensor, torch.Tensor, int]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(views_1 (B, S), views_2 (B, S), track indices (B,))."""
+        v1 = torch.stack([b[0] for b in batch])
+        v2 = torch.stack([b[1] for b in batch])
+        tracks = torch.tensor([b[2] for b in batch])
+        if self.mixup is not None and len(batch) > 1:
+            rng = np.random.default_rng([self.seed, *tracks.tolist()])
+            others = torch.roll(v2, 1, dims=0).numpy()
+            mixed = [self.mixup.mix(a, o, rng) for a, o in zip(v1.numpy(), others, strict=True)]
+            v1 = torch.from_numpy(np.stack(mixed))
+        return v1, v2, tracks

@@ -9,7 +9,7 @@ import torch
 
 from trainer.augment import build_augment
 from trainer.corpus.loader import load_corpus
-from trainer.data import ClipTooShort, PairDataset, collate_pairs, prepare_cache
+from trainer.data import ClipTooShort, PairCollate, PairDataset, prepare_cache
 
 SR = 16000
 
@@ -90,7 +90,7 @@ def test_collate_stacks_views_and_mixes_up_with_another_track(corpus, tmp_path):
     aug = build_augment([{"name": "mixup", "p": 1.0, "weight": [0.5, 0.5]}])
     data = PairDataset(cache, SR * 3, 5.0, aug, 4)
     batch = [data[i] for i in range(4)]
-    v1, v2, tracks = collate_pairs(aug, seed=0)(batch)
+    v1, v2, tracks = PairCollate(aug, seed=0)(batch)
     assert v1.shape == (4, SR * 3) and tracks.shape == (4,)
     assert not torch.equal(v1[0], batch[0][0])  # mixed
     assert torch.equal(v2[0], batch[0][1])  # the other view is left alone
