@@ -161,7 +161,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         history.append({"step": step + 1, "loss": round(loss.item(), 5)})
         windows_per_s = 2 * cfg.batch_pairs * (step + 1 - start) / (data_time + compute_time)
         bar.set_postfix(
-            loss=f"{float(loss):.3f}",
+            loss=f"{loss.item():.3f}",
             win_s=f"{windows_per_s:.0f}",
             data=f"{data_time / (data_time + compute_time):.0%}",
             refresh=False,
