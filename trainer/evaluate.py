@@ -10,10 +10,19 @@ properties a space keeps local decides what its recommendations are "similar" in
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from services.common.audio import load, windows
+from trainer.model import Encoder, build_encoder
 
 ATTRIBUTES = ("key", "mode", "tempo", "genre", "instrument", "mood", "artist")
 TEMPO_TOLERANCE = 0.04
@@ -103,3 +112,112 @@ def format_table(results: Sequence[Locality], title: str = "") -> str:
             f"{attribute:<11}" + "".join(f"{row[k].value:>8.3f}" for k in ks) + f"{chance:>8.3f}"
         )
     return "\n".join(lines)
+
+
+# -- embedding a corpus with a trained run ----------------------------------------------
+
+
+def embed_tracks(
+    encoder: Encoder,
+    paths: Sequence[Path],
+    hop_seconds: float = 1.5,
+    batch: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
+    """Track embeddings: the L2-normalised mean of the track's window embeddings, (n, D)."""
+    rate, window = encoder.sample_rate, encoder.window_samples
+    out = []
+    with torch.inference_mode():
+        for path in tqdm(paths, desc="embed", disable=not progress, mininterval=1):
+            clips = torch.from_numpy(windows(load(path, rate), window, round(hop_seconds * rate)))
+            vectors = torch.cat(
+                [encoder(clips[i : i + batch]) for i in range(0, len(clips), batch)]
+            )
+            out.append(nn.functional.normalize(vectors.mean(dim=0), dim=0).numpy())
+    return np.stack(out)
+
+
+def probe_classes(values: Sequence[str], attribute: str) -> np.ndarray:
+    """Integer classes for the linear probe; tempo is binned into 8 log-spaced bands."""
+    if attribute == "tempo":
+        tempo = np.array([float(v) for v in values])
+        edges = np.geomspace(tempo.min(), tempo.max() * 1.0001, 9)
+        return np.searchsorted(edges, tempo, side="right") - 1
+    names = sorted(set(values))
+    return np.array([names.index(v) for v in values])
+
+
+def linear_probe(
+    embeddings: np.ndarray,
+    classes: np.ndarray,
+    train: Sequence[int],
+    test: Sequence[int],
+    seed: int = 0,
+    epochs: int = 300,
+) -> float:
+    """Accuracy on ``test`` of a logistic-regression probe fitted on ``train``.
+
+    Full-batch Adam with a little weight decay; enough for a few thousand tracks.
+    """
+    torch.manual_seed(seed)
+    x = torch.from_numpy(embeddings).float()
+    y = torch.from_numpy(classes).long()
+    tr, te = torch.tensor(list(train)), torch.tensor(list(test))
+    probe = nn.Linear(x.shape[1], int(classes.max()) + 1)
+    optimiser = torch.optim.Adam(probe.parameters(), lr=0.05, weight_decay=1e-4)
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(probe(x[tr]), y[tr]).backward()
+        optimiser.step()
+    with torch.no_grad():
+        return float((probe(x[te]).argmax(dim=1) == y[te]).float().mean())
+
+
+@dataclass
+class Evaluation:
+    """Locality (all tracks) and probe accuracy (held-out tracks) of one run."""
+
+    run: str
+    recipe: str
+    locality: list[Locality]
+    probe: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "run": self.run,
+            "recipe": self.recipe,
+            "probe": self.probe,
+            "locality": [vars(r) for r in self.locality],
+        }
+
+
+def evaluate_run(
+    run: Path, corpus_dir: Path | None = None, ks: Sequence[int] = DEFAULT_KS, progress: bool = True
+) -> Evaluation:
+    """Embeds the run's corpus (or ``corpus_dir``) and measures locality and probes.
+
+    Writes ``<run>/eval.json`` too.
+    """
+    from trainer.config import TrainConfig
+    from trainer.corpus.baseline import corpus_labels
+    from trainer.corpus.loader import load_corpus
+    from trainer.train import CHECKPOINT, split_tracks
+
+    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    encoder = build_encoder(cfg.model)
+    encoder.load_state_dict(state["encoder"])
+    encoder.eval()
+    corpus = load_corpus(corpus_dir or Path(cfg.corpus))
+    embeddings = embed_tracks(encoder, [t.path for t in corpus.tracks], progress=progress)
+    labels = corpus_labels(corpus)
+    train, held = split_tracks(corpus, cfg.eval_fraction, cfg.seed)
+    probe = {
+        a: linear_probe(embeddings, probe_classes(v, a), train, held)
+        for a, v in labels.items()
+        if held
+    }
+    result = Evaluation(str(run), cfg.recipe, locality(embeddings, labels, ks), probe)
+    (run / "eval.json").write_text(json.dumps(result.to_dict(), indent=1))
+    return result

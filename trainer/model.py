@@ -110,6 +110,8 @@ class Encoder(nn.Module):
         super().__init__()
         if len(cfg.channels) != len(cfg.freq_pool):
             raise ValueError("channels and freq_pool need one entry per block")
+        self.window_samples = cfg.window_samples
+        self.sample_rate = cfg.sample_rate
         self.frontend = LogMel(cfg)
         blocks, c_in = [], 1
         for c_out, pool in zip(cfg.channels, cfg.freq_pool, strict=True):
