@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("hearby.doctor", "check that everything hearby needs is installed"),
     "corpus": ("trainer.corpus.cli", "render a labelled music corpus (synth, music21)"),
     "train": ("trainer.train", "train an encoder version with an augmentation recipe"),
+    "evaluate": ("trainer.evaluate", "locality and linear probes of trained runs (--compare)"),
 }
 
 

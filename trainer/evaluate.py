@@ -10,7 +10,9 @@ properties a space keeps local decides what its recommendations are "similar" in
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,3 +223,72 @@ def evaluate_run(
     result = Evaluation(str(run), cfg.recipe, locality(embeddings, labels, ks), probe)
     (run / "eval.json").write_text(json.dumps(result.to_dict(), indent=1))
     return result
+
+
+def compare_table(evaluations: Sequence[Evaluation], k: int = 5) -> str:
+    """One table of several runs: locality at ``k`` and probe accuracy per attribute."""
+    attributes = list(dict.fromkeys(r.attribute for e in evaluations for r in e.locality))
+    names = [f"{Path(e.run).name} ({e.recipe})" for e in evaluations]
+    width = max(12, *(len(n) for n in names))
+    chance = {r.attribute: r.chance for r in evaluations[0].locality}
+    lines = [
+        f"locality@{k} (probe accuracy)",
+        f"{'attribute':<11}{'chance':>8}  " + "  ".join(f"{n:>{width}}" for n in names),
+    ]
+    for attribute in attributes:
+        cells = []
+        for e in evaluations:
+            value = next(
+                (r.value for r in e.locality if r.attribute == attribute and r.k == k), float("nan")
+            )
+            cells.append(f"{value:.3f} ({e.probe.get(attribute, float('nan')):.2f})")
+        lines.append(
+            f"{attribute:<11}{chance.get(attribute, float('nan')):>8.3f}  "
+            + "  ".join(f"{c:>{width}}" for c in cells)
+        )
+    return "\n".join(lines)
+
+
+def _say(text: str) -> None:
+    """CLI output for humans (services log instead)."""
+    sys.stdout.write(text + "\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``RUN`` or ``--compare RUN ...``."""
+    parser.add_argument("runs", nargs="*", type=Path, help="run folders (from hearby train)")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="evaluate several runs and print one table",
+    )
+    parser.add_argument("--corpus", type=Path, help="evaluate on this corpus instead")
+    parser.add_argument("--k", type=int, default=5, help="k of the comparison table (5)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``hearby evaluate``: tables to stdout, eval.json in each run."""
+    runs = [*args.runs, *(args.compare or [])]
+    if not runs:
+        _say("error: name at least one run folder")
+        return 2
+    evaluations = []
+    for folder in runs:
+        try:
+            evaluation = evaluate_run(folder, args.corpus, progress=not args.no_progress)
+        except FileNotFoundError as exc:
+            _say(f"error: {exc}")
+            return 2
+        evaluations.append(evaluation)
+        if len(runs) == 1:
+            _say(format_table(evaluation.locality, f"{folder} ({evaluation.recipe})"))
+            _say(
+                "probe accuracy (held-out): "
+                + ", ".join(f"{a} {v:.2f}" for a, v in evaluation.probe.items())
+            )
+    if len(runs) > 1:
+        _say(compare_table(evaluations, args.k))
+    return 0

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,11 @@ def write_metrics(
     )
 
 
+def _say(text: str) -> None:
+    """CLI output for humans (services log instead)."""
+    sys.stdout.write(text + "\n")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config`` and ``--set`` overrides."""
     parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
@@ -244,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, args.set)
     if not cfg.corpus:
-        print("error: no corpus; pass --set corpus=DIR or set it in the config")  # noqa: T201
+        _say("error: no corpus; pass --set corpus=DIR or set it in the config")
         return 2
     folder = train(cfg, progress=not args.no_progress)
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -253,5 +259,5 @@ def run(args: argparse.Namespace) -> int:
         f"{metrics['windows_per_second']:.0f} windows/s on {metrics['device']}, "
         f"data wait {metrics['data_wait_share']:.0%}"
     )
-    print(summary)  # noqa: T201
+    _say(summary)
     return 0
