@@ -1,6 +1,7 @@
 """Corpus render speed: seconds of audio per wall second per core.
 
-Compares, on the same songs in one run, hearby's persistent-synth renderer with
+Compares, on the same songs in one run, hearby's renderer (float output, fresh synth per
+track, SoundFont samples cached) with
 pretty_midi's own ``fluidsynth()`` (a new synthesizer and SoundFont load per instrument per
 call), both on one core, then the full parallel build (production, FLAC, labels) on all
 cores. Target (issue #3): >= 60x real time per core.
@@ -39,7 +40,7 @@ def main() -> None:
     start = time.perf_counter()
     seconds = sum(len(renderer.render(m)) for m in midis) / args.sample_rate
     wall = time.perf_counter() - start
-    rows.append(("hearby Renderer (persistent synth)", 1, seconds, wall))
+    rows.append(("hearby Renderer (fresh synth per track)", 1, seconds, wall))
 
     start = time.perf_counter()
     seconds = (
@@ -75,7 +76,7 @@ def main() -> None:
     print(f"{'method':<52}{'cores':>6}{'audio s':>10}{'wall s':>9}{'x RT/core':>11}")
     for name, cores, audio, wall in rows:
         print(f"{name:<52}{cores:>6}{audio:>10.0f}{wall:>9.2f}{audio / wall / cores:>11.0f}")
-    print(f"\nratio persistent / pretty_midi: {rows[1][3] / rows[0][3]:.2f}x faster")
+    print(f"\nratio hearby / pretty_midi: {rows[1][3] / rows[0][3]:.2f}x faster")
 
 
 if __name__ == "__main__":

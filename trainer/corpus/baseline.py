@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from services.common.audio import load, windows
-from trainer.corpus.loader import Corpus
+from trainer.corpus.loader import Corpus, load_corpus
 from trainer.evaluate import ATTRIBUTES, Locality, locality
 from trainer.model import EncoderConfig, build_encoder
 
@@ -93,7 +93,5 @@ def format_baselines(results: dict[str, list[Locality]], k: int = 5) -> str:
 
 def run_baseline(root: Path, k: int = 5) -> str:
     """The baseline table of the corpus at ``root`` (used by ``hearby corpus baseline``)."""
-    from trainer.corpus.loader import load_corpus
-
     corpus = load_corpus(root)
     return format_baselines(baseline_locality(corpus, ks=(k,)), k)
