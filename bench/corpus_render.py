@@ -44,7 +44,7 @@ def main() -> None:
 
     start = time.perf_counter()
     seconds = (
-        sum(len(m.fluidsynth(fs=args.sample_rate, sf2_path=str(soundfont))) for m in midis)
+        sum(len(m.fluidsynth(fs=args.sample_rate, synthesizer=str(soundfont))) for m in midis)
         / args.sample_rate
     )
     wall = time.perf_counter() - start

@@ -94,6 +94,33 @@ class Collection:
 
 
 @dataclass(frozen=True)
+class Choices:
+    """What we decide for one piece (recorded in its job).
+
+    Args:
+        transpose: Semitones the score was transposed by before export.
+        tempo_bpm: Quarter notes per minute of the rendering.
+        lead_family: Instrument family of the top part (the ``instrument`` label).
+        lead_program: GM program of the top part.
+        comp_program: GM program of the inner parts (and of the lower part of a duet).
+        bass_program: GM program of the lowest part of a piece with three or more parts.
+        reverb_room: Room size in [0, 1] of the production reverb.
+        reverb_wet: Wet level in [0, 1].
+        tilt_db: Production EQ tilt: high-shelf gain in dB (low shelf gets the opposite).
+    """
+
+    transpose: int
+    tempo_bpm: float
+    lead_family: str
+    lead_program: int
+    comp_program: int
+    bass_program: int
+    reverb_room: float
+    reverb_wet: float
+    tilt_db: float
+
+
+@dataclass(frozen=True)
 class ScoreJob:
     """One score to render (the RenderJob protocol of ``trainer.corpus.build``).
 
@@ -107,15 +134,7 @@ class ScoreJob:
         artist: Artist label.
         key: Tonic after transposition, sharps naming (C, C#, ..., B), from key analysis.
         mode: ``"major"`` or ``"minor"``, from key analysis.
-        transpose: Semitones the score was transposed by before export.
-        tempo_bpm: Quarter notes per minute of the rendering.
-        lead_family: Instrument family of the top part (the ``instrument`` label).
-        lead_program: GM program of the top part.
-        comp_program: GM program of the inner parts (and of the lower part of a duet).
-        bass_program: GM program of the lowest part of a piece with three or more parts.
-        reverb_room: Room size in [0, 1] of the production reverb.
-        reverb_wet: Wet level in [0, 1].
-        tilt_db: Production EQ tilt: high-shelf gain in dB (low shelf gets the opposite).
+        choices: Tempo, transposition, instrumentation and production chosen for it.
         midi_bytes: The transposed score as a standard MIDI file, exported by music21.
     """
 
@@ -130,15 +149,7 @@ class ScoreJob:
     artist: str
     key: str
     mode: str
-    transpose: int
-    tempo_bpm: float
-    lead_family: str
-    lead_program: int
-    comp_program: int
-    bass_program: int
-    reverb_room: float
-    reverb_wet: float
-    tilt_db: float
+    choices: Choices
     midi_bytes: bytes
 
     def midi(self) -> pretty_midi.PrettyMIDI:
@@ -146,12 +157,14 @@ class ScoreJob:
         source = pretty_midi.PrettyMIDI(io.BytesIO(self.midi_bytes))
         # The export's own tempo (a score's metronome mark, or music21's 120) is dropped:
         # every event moves to its position in quarter notes at the chosen tempo.
-        seconds_per_tick = 60.0 / (self.tempo_bpm * source.resolution)
+        seconds_per_tick = 60.0 / (self.choices.tempo_bpm * source.resolution)
 
         def retime(seconds: float) -> float:
             return source.time_to_tick(seconds) * seconds_per_tick
 
-        out = pretty_midi.PrettyMIDI(resolution=source.resolution, initial_tempo=self.tempo_bpm)
+        out = pretty_midi.PrettyMIDI(
+            resolution=source.resolution, initial_tempo=self.choices.tempo_bpm
+        )
         for signature in source.time_signature_changes:
             out.time_signature_changes.append(
                 pretty_midi.TimeSignature(
@@ -164,9 +177,9 @@ class ScoreJob:
         for rank, part in enumerate(parts):
             role = _role(rank, len(parts))
             program = {
-                "lead": self.lead_program,
-                "comp": self.comp_program,
-                "bass": self.bass_program,
+                "lead": self.choices.lead_program,
+                "comp": self.choices.comp_program,
+                "bass": self.choices.bass_program,
             }[role]
             track = pretty_midi.Instrument(program, name=role)
             for note in part.notes:
@@ -179,7 +192,7 @@ class ScoreJob:
 
     def production(self) -> tuple[float, float, float]:
         """(reverb room, reverb wet, EQ tilt in dB)."""
-        return self.reverb_room, self.reverb_wet, self.tilt_db
+        return self.choices.reverb_room, self.choices.reverb_wet, self.choices.tilt_db
 
     def labels(self) -> dict[str, Any]:
         """The track's row in labels.csv (without path and duration)."""
@@ -191,8 +204,8 @@ class ScoreJob:
             "genre": self.collection,
             "key": self.key,
             "mode": self.mode,
-            "tempo_bpm": self.tempo_bpm,
-            "instrument": self.lead_family,
+            "tempo_bpm": self.choices.tempo_bpm,
+            "instrument": self.choices.lead_family,
             "collection": self.collection,
             "composer": self.composer,
             "region": self.region,
@@ -205,21 +218,6 @@ def _role(rank: int, parts: int) -> str:
     if rank == 0:
         return "lead"
     return "bass" if parts >= 3 and rank == parts - 1 else "comp"
-
-
-@dataclass(frozen=True)
-class Choices:
-    """What we decide for one piece (recorded in its job)."""
-
-    transpose: int
-    tempo_bpm: float
-    lead_family: str
-    lead_program: int
-    comp_program: int
-    bass_program: int
-    reverb_room: float
-    reverb_wet: float
-    tilt_db: float
 
 
 def draw_choices(seed: int, collection: str, index: int) -> Choices:
@@ -599,15 +597,7 @@ def make_job(collection: Collection, piece: Piece, index: int, seed: int) -> Sco
         artist=collection.artist,
         key=PITCH_CLASSES[key.tonic.pitchClass],
         mode=str(key.mode),
-        transpose=choices.transpose,
-        tempo_bpm=choices.tempo_bpm,
-        lead_family=choices.lead_family,
-        lead_program=choices.lead_program,
-        comp_program=choices.comp_program,
-        bass_program=choices.bass_program,
-        reverb_room=choices.reverb_room,
-        reverb_wet=choices.reverb_wet,
-        tilt_db=choices.tilt_db,
+        choices=choices,
         midi_bytes=data,
     )
 

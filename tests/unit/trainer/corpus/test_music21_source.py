@@ -46,8 +46,8 @@ def _assert_documented_labels(job: ScoreJob, collection: str) -> dict:
     assert labels["key"] in PITCH_CLASSES and labels["mode"] in ("major", "minor")
     assert TEMPO_RANGE[0] <= labels["tempo_bpm"] <= TEMPO_RANGE[1]
     assert labels["instrument"] in LEAD_FAMILIES
-    assert job.lead_program in LEAD_FAMILIES[job.lead_family]
-    assert TRANSPOSE_RANGE[0] <= job.transpose <= TRANSPOSE_RANGE[1]
+    assert job.choices.lead_program in LEAD_FAMILIES[job.choices.lead_family]
+    assert TRANSPOSE_RANGE[0] <= job.choices.transpose <= TRANSPOSE_RANGE[1]
     assert labels["title"] and labels["artist"] and labels["composer"]
     return labels
 
@@ -108,7 +108,7 @@ def test_job_key_is_the_original_key_moved_by_the_recorded_transposition(bach_jo
     for job in bach_jobs:
         original = music21_source._parse(COLLECTIONS["bach"].pieces()[job.index])
         tonic = original.analyze("key").tonic.pitchClass
-        assert job.key == PITCH_CLASSES[(tonic + job.transpose) % 12]
+        assert job.key == PITCH_CLASSES[(tonic + job.choices.transpose) % 12]
 
 
 def test_transpose_up_two_moves_a_g_major_chorale_to_a_major():
@@ -137,10 +137,18 @@ def test_plan_music21_records_other_choices_when_the_seed_differs(bach_jobs):
     other, _ = plan_music21("bach", 2, seed=2)
 
     def choices(job: ScoreJob) -> tuple:
-        return job.transpose, job.tempo_bpm, job.lead_program, job.production()
+        return (
+            job.choices.transpose,
+            job.choices.tempo_bpm,
+            job.choices.lead_program,
+            job.production(),
+        )
 
     assert [choices(j) for j in other] != [choices(j) for j in bach_jobs[:2]]
-    assert all(a.tempo_bpm != b.tempo_bpm for a, b in zip(other, bach_jobs[:2], strict=True))
+    assert all(
+        a.choices.tempo_bpm != b.choices.tempo_bpm
+        for a, b in zip(other, bach_jobs[:2], strict=True)
+    )
 
 
 def test_plan_music21_gives_a_piece_the_same_job_whatever_the_limit(bach_jobs):
@@ -190,7 +198,7 @@ def test_make_job_plays_each_section_of_a_folk_tune_twice_when_it_ends_in_a_bare
     job = make_job(collection, pieces[index], index, seed=1)
     midi = job.midi()
     last = max(note.end for part in midi.instruments for note in part.notes)
-    assert last * job.tempo_bpm / 60 == pytest.approx(2 * 120, abs=0.1)
+    assert last * job.choices.tempo_bpm / 60 == pytest.approx(2 * 120, abs=0.1)
 
 
 def test_make_job_skips_a_piece_whose_repeats_expand_past_four_times_its_length(monkeypatch):
@@ -207,14 +215,19 @@ def test_score_job_midi_has_the_chosen_tempo_programs_and_highest_part_as_lead()
     job = make_job(collection, collection.pieces()[0], 0, seed=1)  # BWV 269
     midi = job.midi()
     _, tempi = midi.get_tempo_changes()
-    assert list(tempi) == pytest.approx([job.tempo_bpm])
+    assert list(tempi) == pytest.approx([job.choices.tempo_bpm])
     programs = [part.program for part in midi.instruments]
-    assert programs == [job.lead_program, job.comp_program, job.comp_program, job.bass_program]
+    assert programs == [
+        job.choices.lead_program,
+        job.choices.comp_program,
+        job.choices.comp_program,
+        job.choices.bass_program,
+    ]
     means = [sum(n.pitch for n in p.notes) / len(p.notes) for p in midi.instruments]
     assert means == sorted(means, reverse=True)
     # BWV 269 lasts 84 quarter notes as exported (with its repeat).
     last = max(note.end for part in midi.instruments for note in part.notes)
-    assert last == pytest.approx(84 * 60 / job.tempo_bpm, abs=0.05)
+    assert last == pytest.approx(84 * 60 / job.choices.tempo_bpm, abs=0.05)
 
 
 def test_score_job_renders_its_midi_in_a_process_without_music21(bach_jobs, tmp_path):
