@@ -206,6 +206,8 @@ def evaluate_run(
     from trainer.corpus.loader import load_corpus
     from trainer.train import CHECKPOINT, split_tracks
 
+    if not (run / CHECKPOINT).exists():
+        raise FileNotFoundError(f"{run} has no {CHECKPOINT}; train it first (hearby train)")
     state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict(state["config"])
     encoder = build_encoder(cfg.model)
@@ -273,14 +275,14 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby evaluate``: tables to stdout, eval.json in each run."""
     runs = [*args.runs, *(args.compare or [])]
     if not runs:
-        _say("error: name at least one run folder")
+        sys.stderr.write("error: name at least one run folder\n")
         return 2
     evaluations = []
     for folder in runs:
         try:
             evaluation = evaluate_run(folder, args.corpus, progress=not args.no_progress)
         except FileNotFoundError as exc:
-            _say(f"error: {exc}")
+            sys.stderr.write(f"error: {exc}\n")
             return 2
         evaluations.append(evaluation)
         if len(runs) == 1:

@@ -32,6 +32,7 @@ from trainer.model import ProjectionHead, build_encoder
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
+RESUMABLE_CHANGES = frozenset({"steps", "workers", "checkpoint_every", "device"})
 
 
 def split_tracks(corpus: Corpus, fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -62,8 +63,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     run = Path(cfg.out)
     run.mkdir(parents=True, exist_ok=True)
     saved = run / "config.yaml"
-    if saved.exists() and yaml.safe_load(saved.read_text()) != cfg.to_dict():
-        raise ValueError(f"{run} holds a run with another config; use another --set out=...")
+    if saved.exists():
+        # What the run *is* must match; how it runs (and `steps`: train longer, the schedule
+        # stretches to it) may change on resume.
+        before = {
+            k: v for k, v in yaml.safe_load(saved.read_text()).items() if k not in RESUMABLE_CHANGES
+        }
+        plain = yaml.safe_load(yaml.safe_dump(cfg.to_dict()))  # tuples -> lists, as saved
+        after = {k: v for k, v in plain.items() if k not in RESUMABLE_CHANGES}
+        if before != after:
+            changed = sorted(k for k in after if before.get(k) != after[k])
+            raise ValueError(
+                f"{run} holds a run with another config ({', '.join(changed)} "
+                "differ); use another --set out=..."
+            )
     saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -248,11 +261,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby train``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_config(args.config, args.set)
-    if not cfg.corpus:
-        _say("error: no corpus; pass --set corpus=DIR or set it in the config")
+    try:
+        cfg = load_config(args.config, args.set)
+        if not cfg.corpus:
+            raise ValueError("no corpus; pass --set corpus=DIR or set it in the config")
+        folder = train(cfg, progress=not args.no_progress)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
         return 2
-    folder = train(cfg, progress=not args.no_progress)
     metrics = json.loads((folder / "metrics.json").read_text())
     summary = (
         f"{folder}: final loss {metrics['loss'][-1]['loss']:.3f}, "
