@@ -56,11 +56,21 @@ class ModelSpec:
     cpu_threads: int = 1
 
     def __post_init__(self) -> None:
-        if not VERSION_NAME.match(self.name):
-            raise InvalidArgument(
-                f"version name {self.name!r} is invalid: use 1-64 characters of a-z, 0-9, "
-                "'_' and '-', starting with a letter or digit"
-            )
+        check_version_name(self.name)
+
+
+def check_version_name(name: str) -> str:
+    """Returns ``name`` if it is a valid version name.
+
+    Raises:
+        InvalidArgument: It is not; the message gives the rule.
+    """
+    if not VERSION_NAME.match(name):
+        raise InvalidArgument(
+            f"version name {name!r} is invalid: use 1-64 characters of a-z, 0-9, "
+            "'_' and '-', starting with a letter or digit"
+        )
+    return name
 
 
 def config_pbtxt(spec: ModelSpec) -> str:

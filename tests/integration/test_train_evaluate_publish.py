@@ -1,4 +1,4 @@
-"""`hearby train` then `hearby evaluate` on a tiny rendered corpus (minutes -> seconds)."""
+"""`hearby train`, `evaluate` and `publish` on a tiny rendered corpus, then serving in Triton."""
 
 from __future__ import annotations
 
@@ -6,12 +6,19 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+import tritonclient.grpc as grpcclient
 
+from services.common.audio import load, windows
+from services.embedder.triton_server import TritonServer
+from trainer.config import TrainConfig
 from trainer.corpus.build import build
 from trainer.corpus.design import design_corpus
 from trainer.corpus.render import find_soundfont
+from trainer.evaluate import embed_tracks
+from trainer.model import build_encoder
 
 SMALL_MODEL = [
     "--set",
@@ -116,3 +123,59 @@ def test_evaluate_without_a_checkpoint_says_to_train_first(tmp_path):
     result = _hearby("evaluate", str(tmp_path))
     assert result.returncode == 2
     assert "train it first" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained_run(corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("published") / "run"
+    result = _train(corpus, run, steps=2)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_publish_writes_a_version_that_triton_serves_with_the_evaluate_embedding(
+    corpus, trained_run, tmp_path
+):
+    repo = tmp_path / "repo"
+    result = _hearby("publish", str(trained_run), "--name", "tiny-ts-ps", "--repository", str(repo))
+    assert result.returncode == 0, result.stderr
+    assert "export check: max abs diff" in result.stdout
+    manifest = json.loads((repo / "tiny-ts-ps" / "manifest.json").read_text())
+    assert manifest["recipe"] == "ts+ps" and manifest["export_max_abs_diff"] <= 1e-4
+    assert manifest["corpus_manifest_sha256"] and manifest["git_commit"]
+    assert {r["attribute"] for r in manifest["locality"]} >= {"genre", "key", "tempo"}
+
+    # The same audio through Triton and through `hearby evaluate`'s embedding path.
+    state = torch.load(trained_run / "checkpoint.pt", weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    encoder = build_encoder(cfg.model)
+    encoder.load_state_dict(state["encoder"])
+    track = sorted((corpus / "audio").iterdir())[0]
+    expected = embed_tracks(encoder.eval(), [track], progress=False)[0]
+    clips = windows(
+        load(track, cfg.model.sample_rate),
+        cfg.model.window_samples,
+        round(1.5 * cfg.model.sample_rate),
+    )
+    with TritonServer(repo, tmp_path / "triton", models=["tiny-ts-ps"]) as server:
+        client = grpcclient.InferenceServerClient(server.url)
+        tensor = grpcclient.InferInput("audio", list(clips.shape), "FP32")
+        tensor.set_data_from_numpy(clips)
+        served = client.infer("tiny-ts-ps", [tensor]).as_numpy("embedding")
+    mean = served.mean(axis=0)
+    cosine = float(mean @ expected / np.linalg.norm(mean))
+    assert cosine >= 0.999, cosine
+
+
+def test_publish_never_overwrites_and_checks_the_name(trained_run, tmp_path):
+    repo = tmp_path / "repo"
+    assert (
+        _hearby("publish", str(trained_run), "--name", "v1", "--repository", str(repo)).returncode
+        == 0
+    )
+    before = (repo / "v1" / "1" / "model.pt").read_bytes()
+    again = _hearby("publish", str(trained_run), "--name", "v1", "--repository", str(repo))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert (repo / "v1" / "1" / "model.pt").read_bytes() == before
+    bad = _hearby("publish", str(trained_run), "--name", "Bad Name", "--repository", str(repo))
+    assert bad.returncode == 2 and "is invalid" in bad.stderr
