@@ -24,7 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from services.common.audio import load, windows
-from trainer.model import Encoder, build_encoder
+from trainer.model import Encoder
 
 ATTRIBUTES = ("key", "mode", "tempo", "genre", "instrument", "mood", "artist")
 TEMPO_TOLERANCE = 0.04
@@ -201,18 +201,12 @@ def evaluate_run(
 
     Writes ``<run>/eval.json`` too.
     """
-    from trainer.config import TrainConfig
+    from trainer.checkpoint import load_run
     from trainer.corpus.baseline import corpus_labels
     from trainer.corpus.loader import load_corpus
-    from trainer.train import CHECKPOINT, split_tracks
+    from trainer.train import split_tracks
 
-    if not (run / CHECKPOINT).exists():
-        raise FileNotFoundError(f"{run} has no {CHECKPOINT}; train it first (hearby train)")
-    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
-    encoder = build_encoder(cfg.model)
-    encoder.load_state_dict(state["encoder"])
-    encoder.eval()
+    encoder, cfg, _ = load_run(run)
     corpus = load_corpus(corpus_dir or Path(cfg.corpus))
     embeddings = embed_tracks(encoder, [t.path for t in corpus.tracks], progress=progress)
     labels = corpus_labels(corpus)

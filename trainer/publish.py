@@ -25,11 +25,10 @@ import torch
 from services.common.audio import load, windows
 from services.common.errors import AlreadyExists, InvalidArgument
 from services.embedder.model_repository import ModelSpec, check_version_name, write_version
-from trainer.config import TrainConfig
+from trainer.checkpoint import CHECKPOINT, load_run
 from trainer.corpus.loader import load_corpus
 from trainer.evaluate import evaluate_run
-from trainer.model import Encoder, build_encoder
-from trainer.train import CHECKPOINT
+from trainer.model import Encoder
 
 DEFAULT_REPOSITORY = Path("var/model_repository")
 EXPORT_TOLERANCE = 1e-4  # max abs difference, eager vs TorchScript, on unit-norm outputs
@@ -83,15 +82,9 @@ def publish(
         AlreadyExists: ``name`` is already in the repository.
         ExportMismatch: The export check failed.
     """
-    if not (run / CHECKPOINT).exists():
-        raise FileNotFoundError(f"{run} has no {CHECKPOINT}; train it first (hearby train)")
     if (repository / check_version_name(name)).exists():  # before any work
         raise AlreadyExists(f"version {name!r} already exists in {repository}; pick a new name")
-    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
-    encoder = build_encoder(cfg.model)
-    encoder.load_state_dict(state["encoder"])
-    encoder.eval()
+    encoder, cfg, state = load_run(run)
     scripted = torch.jit.script(encoder)
 
     corpus = load_corpus(Path(cfg.corpus))

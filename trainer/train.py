@@ -23,6 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from trainer.augment import recipe
+from trainer.checkpoint import CHECKPOINT
 from trainer.config import TrainConfig, load_config
 from trainer.corpus.loader import Corpus, load_corpus
 from trainer.data import PairCollate, PairDataset, prepare_cache
@@ -31,7 +32,6 @@ from trainer.model import ProjectionHead, build_encoder
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint.pt"
 RESUMABLE_CHANGES = frozenset({"steps", "workers", "checkpoint_every", "device"})
 
 

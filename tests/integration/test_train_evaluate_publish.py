@@ -13,12 +13,11 @@ import tritonclient.grpc as grpcclient
 
 from services.common.audio import load, windows
 from services.embedder.triton_server import TritonServer
-from trainer.config import TrainConfig
+from trainer.checkpoint import load_run
 from trainer.corpus.build import build
 from trainer.corpus.design import design_corpus
 from trainer.corpus.render import find_soundfont
 from trainer.evaluate import embed_tracks
-from trainer.model import build_encoder
 
 SMALL_MODEL = [
     "--set",
@@ -146,12 +145,9 @@ def test_publish_writes_a_version_that_triton_serves_with_the_evaluate_embedding
     assert {r["attribute"] for r in manifest["locality"]} >= {"genre", "key", "tempo"}
 
     # The same audio through Triton and through `hearby evaluate`'s embedding path.
-    state = torch.load(trained_run / "checkpoint.pt", weights_only=False)
-    cfg = TrainConfig.from_dict(state["config"])
-    encoder = build_encoder(cfg.model)
-    encoder.load_state_dict(state["encoder"])
+    encoder, cfg, _ = load_run(trained_run)
     track = sorted((corpus / "audio").iterdir())[0]
-    expected = embed_tracks(encoder.eval(), [track], progress=False)[0]
+    expected = embed_tracks(encoder, [track], progress=False)[0]
     clips = windows(
         load(track, cfg.model.sample_rate),
         cfg.model.window_samples,
