@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +108,69 @@ def prepare_cache(
     )
 
 
+def _render_variant(args: tuple[np.ndarray, int, Compose, list[int]]) -> np.ndarray:
+    audio, rate, heavy, seed = args
+    variant = heavy(audio, rate, np.random.default_rng(seed))
+    return np.clip(variant * 32767.0, -32768, 32767).astype(np.int16)
+
+
+def prepare_renditions(
+    cache: AudioCache,
+    heavy: Compose,
+    copies: int,
+    cache_dir: Path,
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+) -> AudioCache:
+    """``copies`` renditions of every track with the recipe's heavy steps applied once.
+
+    Rendition j of track i is entry ``i * copies + j`` of the returned cache; each gets its
+    own draw of the steps' parameters and probabilities (seeded by (seed, i, j)), so some
+    are left unchanged exactly as often as the recipe's ``p`` says. Cached on disk, keyed by
+    the source cache, the steps and the seed.
+
+    Args:
+        cache: The decoded corpus.
+        heavy: The steps to apply (from ``Compose.split``).
+        copies: Renditions per track.
+        cache_dir: Where to keep them.
+        seed: Seeds the renditions.
+        workers: Processes (Rubber Band is single-threaded).
+        progress: Show a progress bar.
+    """
+    key = f"{CACHE_VERSION}:{cache.track_ids}:{cache.offsets.tolist()}:{heavy!r}:{copies}:{seed}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    meta_path = cache_dir / f"{digest}.json"
+    audio_path = cache_dir / f"{digest}.audio.i16"
+    if not meta_path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        jobs = [
+            (cache.track(i), cache.sample_rate, heavy, [seed, 7, i, j])
+            for i in range(len(cache))
+            for j in range(copies)
+        ]
+        ids = [f"{cache.track_ids[i]}#{j}" for i in range(len(cache)) for j in range(copies)]
+        offsets = [0]
+        tmp = audio_path.with_suffix(".tmp")
+        context = multiprocessing.get_context("fork")
+        with tmp.open("wb") as handle, context.Pool(max(1, workers)) as pool:
+            results = pool.imap(_render_variant, jobs, chunksize=4)
+            for pcm in tqdm(
+                results, total=len(jobs), desc="renditions", disable=not progress, mininterval=1
+            ):
+                handle.write(pcm.tobytes())
+                offsets.append(offsets[-1] + len(pcm))
+        tmp.rename(audio_path)
+        meta = {"offsets": offsets, "track_ids": ids, "sample_rate": cache.sample_rate}
+        meta_path.write_text(json.dumps(meta))
+    meta = json.loads(meta_path.read_text())
+    audio = np.memmap(audio_path, dtype=np.int16, mode="r")
+    return AudioCache(
+        audio, np.array(meta["offsets"]), tuple(meta["track_ids"]), meta["sample_rate"]
+    )
+
+
 class ClipTooShort(ValueError):
     """A track is shorter than one window; the message names it."""
 
@@ -119,9 +183,13 @@ class PairDataset(torch.utils.data.Dataset):
         window_samples: View length in samples.
         max_offset_seconds: Largest distance between the two window centres (0: the same
             window twice, differing only by augmentation).
-        augment: The recipe applied to each view.
+        augment: The recipe applied to each view (only its light steps when
+            ``renditions`` holds the heavy ones).
         pairs_per_epoch: Draws per epoch (tracks are drawn uniformly with replacement).
         seed: Base seed; a draw's randomness depends only on (seed, epoch, index).
+        renditions: Precomputed renditions (``prepare_renditions``): each view is cut from
+            a randomly chosen rendition of its track, at the same relative position.
+        copies: Renditions per track in ``renditions``.
 
     Raises:
         ClipTooShort: A track is shorter than one window.
@@ -139,6 +207,8 @@ class PairDataset(torch.utils.data.Dataset):
         augment: Compose,
         pairs_per_epoch: int,
         seed: int = 0,
+        renditions: AudioCache | None = None,
+        copies: int = 0,
     ) -> None:
         short = [cache.track_ids[i] for i in range(len(cache)) if cache.length(i) < window_samples]
         if short:
@@ -153,6 +223,10 @@ class PairDataset(torch.utils.data.Dataset):
         self.pairs_per_epoch = pairs_per_epoch
         self.seed = seed
         self.epoch = 0
+        self.renditions = renditions
+        self.copies = copies
+        if renditions is not None and len(renditions) != copies * len(cache):
+            raise ValueError("renditions do not match the cache (copies x tracks)")
 
     def __len__(self) -> int:
         return self.pairs_per_epoch
@@ -169,6 +243,15 @@ class PairDataset(torch.utils.data.Dataset):
         middle = (len(excerpt) - self.window) // 2
         return excerpt[middle : middle + self.window]
 
+    def _source(
+        self, track_index: int, track: np.ndarray, centre: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, int]:
+        """The audio a view is cut from and its centre in it (a rendition, if any)."""
+        if self.renditions is None:
+            return track, centre
+        variant = self.renditions.track(track_index * self.copies + int(rng.integers(self.copies)))
+        return variant, round(centre * len(variant) / len(track))
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(view_1, view_2, track index); views are float32 (window_samples,)."""
         rng = self._rng(index)
@@ -179,7 +262,10 @@ class PairDataset(torch.utils.data.Dataset):
         first = int(rng.integers(low, high + 1))
         lo2, hi2 = max(low, first - self.max_offset), min(high, first + self.max_offset)
         second = int(rng.integers(lo2, hi2 + 1))
-        views = [self._view(track, centre, rng) for centre in (first, second)]
+        views = [
+            self._view(*self._source(track_index, track, centre, rng), rng)
+            for centre in (first, second)
+        ]
         return torch.from_numpy(views[0]), torch.from_numpy(views[1]), track_index
 
 

@@ -26,7 +26,7 @@ from trainer.augment import recipe
 from trainer.checkpoint import CHECKPOINT
 from trainer.config import TrainConfig, load_config
 from trainer.corpus.loader import Corpus, load_corpus
-from trainer.data import PairCollate, PairDataset, prepare_cache
+from trainer.data import PairCollate, PairDataset, prepare_cache, prepare_renditions
 from trainer.loss import NTXentLoss
 from trainer.model import ProjectionHead, build_encoder
 
@@ -104,6 +104,20 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         train_corpus, cfg.model.sample_rate, Path(cfg.corpus) / ".cache", progress=progress
     )
     augment = recipe(cfg.recipe)
+    heavy, light = augment.split()
+    renditions = None
+    if heavy.steps and cfg.precompute_copies > 0:
+        # Rubber Band once per track and copy, not once per view (see bench/train_throughput).
+        renditions = prepare_renditions(
+            cache,
+            heavy,
+            cfg.precompute_copies,
+            Path(cfg.corpus) / ".cache",
+            cfg.seed,
+            workers=max(1, cfg.workers),
+            progress=progress,
+        )
+        augment = light
     dataset = PairDataset(
         cache,
         cfg.model.window_samples,
@@ -111,6 +125,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         augment,
         pairs_per_epoch=cfg.steps * cfg.batch_pairs,
         seed=cfg.seed,
+        renditions=renditions,
+        copies=cfg.precompute_copies if renditions is not None else 0,
     )
 
     # -- model and optimiser ---------------------------------------------------------

@@ -9,7 +9,13 @@ import torch
 
 from trainer.augment import build_augment
 from trainer.corpus.loader import load_corpus
-from trainer.data import ClipTooShort, PairCollate, PairDataset, prepare_cache
+from trainer.data import (
+    ClipTooShort,
+    PairCollate,
+    PairDataset,
+    prepare_cache,
+    prepare_renditions,
+)
 
 SR = 16000
 
@@ -94,3 +100,44 @@ def test_collate_stacks_views_and_mixes_up_with_another_track(corpus, tmp_path):
     assert v1.shape == (4, SR * 3) and tracks.shape == (4,)
     assert not torch.equal(v1[0], batch[0][0])  # mixed
     assert torch.equal(v2[0], batch[0][1])  # the other view is left alone
+
+
+def _peak_hz(audio: np.ndarray) -> float:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    return float(np.argmax(spectrum) * SR / len(audio))
+
+
+def test_renditions_apply_the_heavy_steps_once_and_views_come_from_them(tmp_path):
+    t = np.arange(10 * SR) / SR
+    sf.write(tmp_path / "tone.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), SR)
+    (tmp_path / "labels.csv").write_text("path\ntone.wav\n")
+    cache = prepare_cache(load_corpus(tmp_path), SR, tmp_path / "cache", progress=False)
+    recipe = build_augment(
+        [
+            {"name": "time_stretch", "rate": [1.25, 1.25]},
+            {"name": "pitch_shift", "semitones": [2, 2]},
+            {"name": "gain", "gain_db": [0, 0]},
+        ]
+    )
+    heavy, light = recipe.split()
+    assert [s.name for s in heavy.steps] == ["time_stretch", "pitch_shift"]
+    assert [s.name for s in light.steps] == ["gain"]
+    renditions = prepare_renditions(cache, heavy, 2, tmp_path / "cache", seed=0)
+    assert len(renditions) == 2
+    assert renditions.length(0) == pytest.approx(10 * SR / 1.25, rel=0.02)
+    data = PairDataset(cache, SR * 2, 2.0, light, 4, renditions=renditions, copies=2)
+    v1, v2, _ = data[0]
+    assert v1.shape == v2.shape == (SR * 2,)
+    assert _peak_hz(v1.numpy()) == pytest.approx(440 * 2 ** (2 / 12), rel=0.02)
+    # Cached: a second call reuses the files.
+    files = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    prepare_renditions(cache, heavy, 2, tmp_path / "cache", seed=0)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == files
+
+
+def test_renditions_must_match_the_cache(corpus, tmp_path):
+    cache = prepare_cache(corpus, SR, tmp_path / "cache", progress=False)
+    heavy, _ = build_augment([{"name": "pitch_shift"}]).split()
+    renditions = prepare_renditions(cache, heavy, 1, tmp_path / "cache", seed=0)
+    with pytest.raises(ValueError, match="do not match"):
+        PairDataset(cache, SR * 3, 5.0, build_augment([]), 4, renditions=renditions, copies=2)
