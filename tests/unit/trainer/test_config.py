@@ -27,3 +27,17 @@ def test_unknown_keys_and_malformed_overrides_are_named():
 def test_a_config_survives_the_round_trip_through_plain_data():
     cfg = load_config(None, ["recipe=ps", "model.embedding_dim=64"])
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_the_shipped_configs_load_and_name_known_recipes():
+    from pathlib import Path
+
+    from trainer.augment import load_recipes
+
+    folder = Path(__file__).resolve().parents[3] / "trainer" / "configs"
+    configs = [p for p in folder.glob("*.yaml") if p.name != "recipes.yaml"]
+    assert configs
+    for path in configs:
+        cfg = load_config(path, ["corpus=x"])
+        assert cfg.recipe in load_recipes()
+        assert cfg.model.window_samples == 48000
