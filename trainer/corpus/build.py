@@ -28,7 +28,7 @@ import pretty_midi
 import soundfile as sf
 from tqdm import tqdm
 
-from trainer.corpus.render import Renderer, produce, write_flac
+from trainer.corpus.render import Production, Renderer, write_flac
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class RenderJob(Protocol):
     def midi(self) -> pretty_midi.PrettyMIDI:
         """The track as MIDI."""
 
-    def production(self) -> tuple[float, float, float]:
-        """Reverb room, reverb wet level and EQ tilt in dB."""
+    def production(self) -> Production:
+        """The track's room reverb and EQ tilt."""
 
     def labels(self) -> dict[str, Any]:
         """The label columns this job knows (a subset of LABEL_COLUMNS)."""
@@ -101,8 +101,7 @@ def _render_one(args: tuple[RenderJob, str]) -> tuple[str, float, str | None]:
     assert _RENDERER is not None
     try:
         audio = _RENDERER.render(job.midi())
-        room, wet, tilt = job.production()
-        audio = produce(audio, _RENDERER.sample_rate, room, wet, tilt)
+        audio = job.production().apply(audio, _RENDERER.sample_rate)
         write_flac(Path(path), audio, _RENDERER.sample_rate)
         return job.track_id, len(audio) / _RENDERER.sample_rate, None
     except Exception as exc:  # noqa: BLE001 - one bad piece must not stop a corpus

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pretty_midi
 
+from trainer.corpus.render import Production
 from trainer.corpus.styles import FAMILY_RANGE, STYLES, Style
 from trainer.corpus.theory import PITCH_CLASSES, SCALES, Chord, nearest_pitch, parse_chord
 
@@ -41,9 +42,7 @@ class Artist:
         leap_probability: Chance that a melodic step is a leap (a third or more).
         humanize_ms: Standard deviation of onset jitter in milliseconds.
         swing_offset: Added to the style's swing ratio (a personal feel).
-        reverb_room: Room size in [0, 1] of the artist's production reverb.
-        reverb_wet: Wet level in [0, 1].
-        tilt_db: Production EQ tilt: high-shelf gain in dB (low shelf gets the opposite).
+        production: Room reverb and EQ tilt of all its tracks.
     """
 
     artist_id: str
@@ -58,9 +57,7 @@ class Artist:
     leap_probability: float
     humanize_ms: float
     swing_offset: float
-    reverb_room: float
-    reverb_wet: float
-    tilt_db: float
+    production: Production
 
 
 @dataclass(frozen=True)
@@ -93,9 +90,9 @@ class SongSpec:
         """The song, composed with its own generator (independent of render order)."""
         return compose(self, np.random.default_rng([self.seed, 3, self.index]))
 
-    def production(self) -> tuple[float, float, float]:
-        """The artist's (reverb room, reverb wet, EQ tilt in dB)."""
-        return self.artist.reverb_room, self.artist.reverb_wet, self.artist.tilt_db
+    def production(self) -> Production:
+        """The artist's production."""
+        return self.artist.production
 
     def labels(self) -> dict[str, str | float]:
         """The track's row in labels.csv (without path and duration)."""

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from trainer.corpus.compose import DRUM_KITS, Artist, SongSpec
+from trainer.corpus.render import Production
 from trainer.corpus.styles import BASS_PROGRAMS, COMP_PROGRAMS, GENRES, LEAD_FAMILIES, STYLES
 from trainer.corpus.theory import MODES
 
@@ -119,9 +120,7 @@ def make_artist(seed: int, genre: str, number: int, family: str) -> Artist:
         leap_probability=float(rng.uniform(0.1, 0.4)),
         humanize_ms=float(rng.uniform(3.0, 12.0)),
         swing_offset=float(rng.uniform(-0.02, 0.03)),
-        reverb_room=float(rng.uniform(0.1, 0.8)),
-        reverb_wet=float(rng.uniform(0.05, 0.35)),
-        tilt_db=float(rng.uniform(-3.0, 3.0)),
+        production=Production.draw(rng),  # drawn last, as before: corpora stay bit-identical
     )
 
 

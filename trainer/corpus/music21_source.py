@@ -32,6 +32,7 @@ import pretty_midi
 from tqdm import tqdm
 
 from trainer.corpus.compose import MIX
+from trainer.corpus.render import Production
 from trainer.corpus.styles import BASS_PROGRAMS, COMP_PROGRAMS, LEAD_FAMILIES
 from trainer.corpus.theory import PITCH_CLASSES
 
@@ -104,9 +105,7 @@ class Choices:
         lead_program: GM program of the top part.
         comp_program: GM program of the inner parts (and of the lower part of a duet).
         bass_program: GM program of the lowest part of a piece with three or more parts.
-        reverb_room: Room size in [0, 1] of the production reverb.
-        reverb_wet: Wet level in [0, 1].
-        tilt_db: Production EQ tilt: high-shelf gain in dB (low shelf gets the opposite).
+        production: Room reverb and EQ tilt, in the synthetic artists' ranges.
     """
 
     transpose: int
@@ -115,9 +114,7 @@ class Choices:
     lead_program: int
     comp_program: int
     bass_program: int
-    reverb_room: float
-    reverb_wet: float
-    tilt_db: float
+    production: Production
 
 
 @dataclass(frozen=True)
@@ -190,9 +187,9 @@ class ScoreJob:
             out.instruments.append(track)
         return out
 
-    def production(self) -> tuple[float, float, float]:
-        """(reverb room, reverb wet, EQ tilt in dB)."""
-        return self.choices.reverb_room, self.choices.reverb_wet, self.choices.tilt_db
+    def production(self) -> Production:
+        """The recorded production."""
+        return self.choices.production
 
     def labels(self) -> dict[str, Any]:
         """The track's row in labels.csv (without path and duration)."""
@@ -239,10 +236,7 @@ def draw_choices(seed: int, collection: str, index: int) -> Choices:
         lead_program=int(rng.choice(LEAD_FAMILIES[family])),
         comp_program=int(rng.choice(COMP_PROGRAMS)),
         bass_program=int(rng.choice(BASS_PROGRAMS)),
-        # The same ranges as the synthetic artists' production (design.make_artist).
-        reverb_room=float(rng.uniform(0.1, 0.8)),
-        reverb_wet=float(rng.uniform(0.05, 0.35)),
-        tilt_db=float(rng.uniform(-3.0, 3.0)),
+        production=Production.draw(rng),
     )
 
 

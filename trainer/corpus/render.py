@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import fluidsynth
@@ -173,30 +174,47 @@ class Renderer:
         return events
 
 
-def produce(
-    audio: np.ndarray, sample_rate: int, room: float, wet: float, tilt_db: float
-) -> np.ndarray:
-    """The artist's production: tilt EQ and room reverb, then loudness normalisation.
+@dataclass(frozen=True)
+class Production:
+    """A track's production (an artist's sound): a tilt EQ and a room reverb.
 
     Args:
-        audio: Mono float32 waveform.
-        sample_rate: Hz.
-        room: Reverb room size in [0, 1].
-        wet: Reverb wet level in [0, 1].
+        reverb_room: Reverb room size in [0, 1].
+        reverb_wet: Reverb wet level in [0, 1].
         tilt_db: High-shelf gain in dB at 3 kHz; the low shelf at 200 Hz gets the opposite.
-
-    Returns:
-        Mono float32 at -20 dBFS RMS with peaks at or below -1 dBFS.
     """
-    board = pedalboard.Pedalboard(
-        [
-            pedalboard.LowShelfFilter(cutoff_frequency_hz=200, gain_db=-tilt_db),
-            pedalboard.HighShelfFilter(cutoff_frequency_hz=3000, gain_db=tilt_db),
-            pedalboard.Reverb(room_size=room, wet_level=wet, dry_level=1.0 - wet / 2, width=0.0),
-        ]
-    )
-    out = board(audio[None, :].astype(np.float32), sample_rate)[0]
-    return normalise(out)
+
+    reverb_room: float
+    reverb_wet: float
+    tilt_db: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Production:
+        """A random production in the corpus ranges (drawn in field order)."""
+        return cls(
+            reverb_room=float(rng.uniform(0.1, 0.8)),
+            reverb_wet=float(rng.uniform(0.05, 0.35)),
+            tilt_db=float(rng.uniform(-3.0, 3.0)),
+        )
+
+    def apply(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Tilt EQ and room reverb, then loudness normalisation.
+
+        Returns:
+            Mono float32 at -20 dBFS RMS with peaks at or below -1 dBFS.
+        """
+        wet = self.reverb_wet
+        board = pedalboard.Pedalboard(
+            [
+                pedalboard.LowShelfFilter(cutoff_frequency_hz=200, gain_db=-self.tilt_db),
+                pedalboard.HighShelfFilter(cutoff_frequency_hz=3000, gain_db=self.tilt_db),
+                pedalboard.Reverb(
+                    room_size=self.reverb_room, wet_level=wet, dry_level=1.0 - wet / 2, width=0.0
+                ),
+            ]
+        )
+        out = board(audio[None, :].astype(np.float32), sample_rate)[0]
+        return normalise(out)
 
 
 def normalise(audio: np.ndarray) -> np.ndarray:
