@@ -237,13 +237,15 @@ def test_score_job_renders_its_midi_in_a_process_without_music21(bach_jobs, tmp_
         "import pickle, sys\n"
         "sys.modules['music21'] = None  # any import of music21 now fails\n"
         f"job = pickle.loads(open({str(pickled)!r}, 'rb').read())\n"
-        "print(len(job.midi().instruments), job.production() == job.production())\n"
+        "print('RESULT', len(job.midi().instruments), job.production() == job.production())\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(len(bach_jobs[0].midi().instruments)), "True"]
+    # Only the marked line: pyfluidsynth prints where it found its library when CI is set.
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line.split()[1:] == [str(len(bach_jobs[0].midi().instruments)), "True"]
 
 
 def test_corpus_music21_cli_writes_audio_labels_and_manifest(tmp_path):
