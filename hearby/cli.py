@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("trainer.corpus.cli", "render a labelled music corpus (synth, music21)"),
     "train": ("trainer.train", "train an encoder version with an augmentation recipe"),
     "evaluate": ("trainer.evaluate", "locality and linear probes of trained runs (--compare)"),
+    "experiment": (
+        "trainer.experiment",
+        "train and compare recipes over seeds (the paper's experiment), resumable",
+    ),
     "publish": ("trainer.publish", "export a trained run as a version in the model repository"),
 }
 

@@ -118,6 +118,58 @@ def test_a_run_folder_with_another_config_is_refused(corpus, tmp_path):
     assert "Traceback" not in other.stderr
 
 
+def test_experiment_trains_every_recipe_and_seed_once_and_summarises(corpus, tmp_path):
+    out = tmp_path / "experiment"
+    args = [
+        "experiment",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--recipes",
+        "none",
+        "ps",
+        "--seeds",
+        "0",
+        "1",
+        "--set",
+        f"corpus={corpus}",
+        "--set",
+        "steps=1",
+        "--set",
+        "batch_pairs=4",
+        "--set",
+        "workers=0",
+        "--set",
+        "precompute_copies=1",
+        *SMALL_MODEL,
+    ]
+    first = _hearby(*args)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "none-s0",
+        "none-s1",
+        "ps-s0",
+        "ps-s1",
+    ]
+    assert "**Locality, within genre**" in first.stdout and " ± " in first.stdout
+    assert "ps raises genre locality vs none (overall):" in first.stdout
+    saved = json.loads((out / "summary.json").read_text())
+    # (12 tracks: no genre has the 3 tracks a within-genre neighbourhood needs.)
+    assert len(saved["runs"]) == 4 and all("within_genre" in r for r in saved["runs"])
+    # Rerunning trains nothing and re-evaluates nothing: everything is finished.
+    again = _hearby(*args)
+    assert again.returncode == 0, again.stderr
+    assert "training" not in again.stderr and again.stdout == first.stdout
+
+
+def test_experiment_refuses_an_unknown_recipe_before_training(corpus, tmp_path):
+    result = _hearby(
+        "experiment", "--out", str(tmp_path), "--recipes", "nope", "--set", f"corpus={corpus}"
+    )
+    assert result.returncode == 2 and "unknown recipe 'nope'" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_evaluate_without_a_checkpoint_says_to_train_first(tmp_path):
     result = _hearby("evaluate", str(tmp_path))
     assert result.returncode == 2
