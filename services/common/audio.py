@@ -3,30 +3,109 @@
 One implementation for the services (catalog, ranker) and the trainer, so a track is
 decoded the same way wherever it is used. soundfile (libsndfile) reads WAV, FLAC,
 OGG/Vorbis, Opus and MP3; AAC/M4A is not supported and is reported as such.
+
+Two entry points: :func:`decode` (trusted files: the trainer's corpus) and
+:func:`decode_checked` / :func:`prepare` (caller uploads), which also enforce
+:class:`AudioLimits`: payload size first, then the duration from the header before any
+sample is decoded, so a 2-hour upload is refused without decoding it.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile as sf
 import torch
 import torchaudio
 
-from services.common.errors import InvalidArgument
+from services.common.errors import InvalidArgument, ResourceExhausted
 
 SUPPORTED_FORMATS = "WAV, FLAC, OGG/Vorbis, Opus, MP3"
+MIB = 1024 * 1024
+# Frames decoded per read: ~1.5 s of 44.1 kHz stereo, so a down-mix never holds the whole
+# multi-channel file in memory at once.
+_BLOCK_FRAMES = 1 << 16
+# libsndfile reports exact lengths for every format but MP3 without a Xing/LAME header,
+# where mpg123 estimates from the first frame's bitrate; only a gross shortfall there
+# means truncation.
+_MIN_DECODED_SHARE = {"MP3": 0.5}
+_DEFAULT_MIN_DECODED_SHARE = 0.9
 
 
 class AudioError(InvalidArgument):
     """Audio that cannot be used; the message names the problem."""
 
 
+class AudioTooLarge(ResourceExhausted):
+    """The encoded payload is larger than the configured limit."""
+
+
+@dataclass(frozen=True)
+class AudioLimits:
+    """What a caller's audio must satisfy before it is embedded.
+
+    Args:
+        max_bytes: Largest encoded payload in bytes (default 64 MiB, the AudioInput limit
+            in ``proto/hearby/common/v1/types.proto``); larger is RESOURCE_EXHAUSTED.
+        min_seconds: Shortest usable track in seconds (default 1.0); shorter clips carry
+            too little music to place in a neighbourhood.
+        max_seconds: Longest accepted track in seconds (default 1800 = 30 min); bounds
+            decode memory (30 min of mono float32 at 48 kHz is ~330 MB) and embed time.
+        silence_dbfs: RMS level in dBFS below which a track counts as silent (default
+            -60); digital silence and near-silence embed to noise.
+    """
+
+    max_bytes: int = 64 * MIB
+    min_seconds: float = 1.0
+    max_seconds: float = 30 * 60.0
+    silence_dbfs: float = -60.0
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.min_seconds < 0 or self.max_seconds <= self.min_seconds:
+            raise ValueError(
+                f"invalid audio limits {self}: need max_bytes > 0 and "
+                "0 <= min_seconds < max_seconds"
+            )
+
+
 def _looks_like_aac(head: bytes) -> bool:
     # MP4/M4A containers carry "ftyp" at offset 4; raw AAC (ADTS) starts with 0xFFF1/0xFFF9.
     return head[4:8] == b"ftyp" or head[:2] in (b"\xff\xf1", b"\xff\xf9")
+
+
+def _open_source(source: bytes | Path, name: str) -> tuple[BinaryIO | Path, int]:
+    """A handle soundfile can read and the payload size, after the cheap checks.
+
+    Raises:
+        AudioError: Empty input, a missing file, or AAC/MP4 (named, with the alternatives).
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        size = len(source)
+        head, handle = bytes(source[:12]), io.BytesIO(source)
+    else:
+        if not source.exists():
+            raise AudioError(f"{name}: no such file {source}")
+        size = source.stat().st_size
+        with source.open("rb") as f:
+            head = f.read(12)
+        handle = source
+    if size == 0:
+        raise AudioError(f"{name} is empty (0 bytes)")
+    if _looks_like_aac(head):
+        raise AudioError(
+            f"{name} is AAC/MP4 audio, which is not supported; use {SUPPORTED_FORMATS}"
+        )
+    return handle, size
+
+
+def _undecodable(name: str, exc: Exception) -> AudioError:
+    return AudioError(
+        f"{name} could not be decoded ({exc}); supported formats are {SUPPORTED_FORMATS}"
+    )
 
 
 def decode(source: bytes | Path, name: str = "audio") -> tuple[np.ndarray, int]:
@@ -42,34 +121,139 @@ def decode(source: bytes | Path, name: str = "audio") -> tuple[np.ndarray, int]:
     Raises:
         AudioError: Empty input, an unsupported or corrupt format, no samples, or NaN/inf.
     """
-    if isinstance(source, bytes | bytearray):
-        if not source:
-            raise AudioError(f"{name} is empty (0 bytes)")
-        head, handle = bytes(source[:12]), io.BytesIO(source)
-    else:
-        if not source.exists():
-            raise AudioError(f"{name}: no such file {source}")
-        if source.stat().st_size == 0:
-            raise AudioError(f"{name} is empty (0 bytes)")
-        with source.open("rb") as f:
-            head = f.read(12)
-        handle = source
-    if _looks_like_aac(head):
-        raise AudioError(
-            f"{name} is AAC/MP4 audio, which is not supported; use {SUPPORTED_FORMATS}"
-        )
+    handle, _ = _open_source(source, name)
     try:
         data, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
-        raise AudioError(
-            f"{name} could not be decoded ({exc}); supported formats are {SUPPORTED_FORMATS}"
-        ) from exc
+        raise _undecodable(name, exc) from exc
     if data.shape[0] == 0:
         raise AudioError(f"{name} decodes to no samples")
     mono = data.mean(axis=1)
     if not np.isfinite(mono).all():
         raise AudioError(f"{name} contains NaN or infinite samples")
     return mono, int(rate)
+
+
+def _read_mono(sound: sf.SoundFile, max_frames: int, name: str, limit_s: float) -> np.ndarray:
+    """Reads and down-mixes block by block, refusing more than ``max_frames`` frames.
+
+    The header's length was checked already; the cap also holds when a header lies.
+    """
+    blocks = []
+    total = 0
+    while True:
+        try:
+            block = sound.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)  # (n, channels)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(
+                f"{name} is truncated or corrupt ({exc}); supported formats are {SUPPORTED_FORMATS}"
+            ) from exc
+        if block.shape[0] == 0:
+            break
+        total += block.shape[0]
+        if total > max_frames:
+            raise AudioError(f"{name} is longer than the limit of {_duration(limit_s)}")
+        blocks.append(block.mean(axis=1))
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def _duration(seconds: float) -> str:
+    """Human-readable duration: '2.50 s', '12 min 30 s', '30 min', '2 h', '1 h 5 min'."""
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def decode_checked(
+    source: bytes | Path, limits: AudioLimits | None = None, name: str = "audio"
+) -> tuple[np.ndarray, int]:
+    """Decodes a caller's audio to mono float32, enforcing ``limits`` as early as possible.
+
+    Order, cheapest first: payload size; empty/AAC; the header (format and duration, read
+    without decoding samples); then a block-wise decode and down-mix; then the samples
+    (NaN/inf, length, silence).
+
+    Args:
+        source: The encoded bytes, or a path.
+        limits: Size, duration and silence limits (defaults: :class:`AudioLimits`).
+        name: How to refer to the input in error messages (e.g. a track id).
+
+    Returns:
+        (waveform of shape (samples,), sample rate in Hz).
+
+    Raises:
+        AudioTooLarge: The payload exceeds ``limits.max_bytes`` (RESOURCE_EXHAUSTED).
+        AudioError: Anything else wrong with it (INVALID_ARGUMENT); the message names the
+            problem and, for undecodable input, the supported formats.
+    """
+    limits = limits or AudioLimits()
+    size = len(source) if isinstance(source, bytes | bytearray | memoryview) else None
+    if size is None and source.exists():
+        size = source.stat().st_size
+    if size is not None and size > limits.max_bytes:
+        raise AudioTooLarge(
+            f"{name} is {size / MIB:.1f} MiB; the limit is {limits.max_bytes / MIB:.0f} MiB"
+        )
+    handle, _ = _open_source(source, name)
+    try:
+        sound = sf.SoundFile(handle)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise _undecodable(name, exc) from exc
+    with sound:
+        rate = int(sound.samplerate)
+        header_frames = int(sound.frames)
+        if header_frames / rate > limits.max_seconds:
+            raise AudioError(
+                f"{name} is {_duration(header_frames / rate)} long; the limit is "
+                f"{_duration(limits.max_seconds)}"
+            )
+        mono = _read_mono(sound, int(limits.max_seconds * rate), name, limits.max_seconds)
+        fmt = sound.format
+    if len(mono) == 0:
+        raise AudioError(f"{name} decodes to no samples")
+    if len(mono) < _MIN_DECODED_SHARE.get(fmt, _DEFAULT_MIN_DECODED_SHARE) * header_frames:
+        raise AudioError(
+            f"{name} is truncated: its header promises {_duration(header_frames / rate)} "
+            f"but only {_duration(len(mono) / rate)} decode"
+        )
+    _check_samples(mono, rate, limits, name)
+    return mono, rate
+
+
+def _check_samples(mono: np.ndarray, rate: int, limits: AudioLimits, name: str) -> None:
+    """Raises AudioError for NaN/inf, too short, or silent audio."""
+    if not np.isfinite(mono).all():
+        raise AudioError(f"{name} contains NaN or infinite samples")
+    seconds = len(mono) / rate
+    if seconds < limits.min_seconds:
+        raise AudioError(
+            f"{name} is {_duration(seconds)} long; at least {_duration(limits.min_seconds)} "
+            "is needed"
+        )
+    # float64 accumulation: a long track's sum of squares loses precision in float32.
+    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
+    if rms < 10 ** (limits.silence_dbfs / 20):
+        level = "digital silence" if rms == 0 else f"{20 * np.log10(rms):.1f} dBFS RMS"
+        raise AudioError(
+            f"{name} is silent ({level}; the threshold is {limits.silence_dbfs:.0f} dBFS)"
+        )
+
+
+def prepare(
+    source: bytes | Path, rate: int, limits: AudioLimits | None = None, name: str = "audio"
+) -> np.ndarray:
+    """A caller's audio, checked (:func:`decode_checked`), mono float32 at ``rate`` Hz.
+
+    Raises:
+        AudioTooLarge: The payload exceeds ``limits.max_bytes``.
+        AudioError: The audio is unusable; the message names the problem.
+    """
+    audio, native = decode_checked(source, limits, name)
+    return resample(audio, native, rate)
 
 
 def resample(audio: np.ndarray, rate: int, target: int) -> np.ndarray:
