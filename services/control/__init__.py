@@ -1,0 +1,1 @@
+"""The control plane: registry and lifecycle of encoder versions (``ControlService``)."""
