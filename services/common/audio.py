@@ -77,8 +77,8 @@ def _looks_like_aac(head: bytes) -> bool:
     return head[4:8] == b"ftyp" or head[:2] in (b"\xff\xf1", b"\xff\xf9")
 
 
-def _open_source(source: bytes | Path, name: str) -> tuple[BinaryIO | Path, int]:
-    """A handle soundfile can read and the payload size, after the cheap checks.
+def _open_source(source: bytes | Path, name: str) -> BinaryIO | Path:
+    """A handle soundfile can read, after the cheap checks.
 
     Raises:
         AudioError: Empty input, a missing file, or AAC/MP4 (named, with the alternatives).
@@ -99,7 +99,7 @@ def _open_source(source: bytes | Path, name: str) -> tuple[BinaryIO | Path, int]
         raise AudioError(
             f"{name} is AAC/MP4 audio, which is not supported; use {SUPPORTED_FORMATS}"
         )
-    return handle, size
+    return handle
 
 
 def _undecodable(name: str, exc: Exception) -> AudioError:
@@ -121,7 +121,7 @@ def decode(source: bytes | Path, name: str = "audio") -> tuple[np.ndarray, int]:
     Raises:
         AudioError: Empty input, an unsupported or corrupt format, no samples, or NaN/inf.
     """
-    handle, _ = _open_source(source, name)
+    handle = _open_source(source, name)
     try:
         data, rate = sf.read(handle, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -198,7 +198,7 @@ def decode_checked(
         raise AudioTooLarge(
             f"{name} is {size / MIB:.1f} MiB; the limit is {limits.max_bytes / MIB:.0f} MiB"
         )
-    handle, _ = _open_source(source, name)
+    handle = _open_source(source, name)
     try:
         sound = sf.SoundFile(handle)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:

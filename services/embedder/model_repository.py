@@ -40,7 +40,8 @@ class ModelSpec:
         window_samples: Samples per input window (e.g. 3 s x 16 kHz = 48000).
         dimension: Embedding dimension.
         max_batch_size: Largest batch the dynamic batcher forms.
-        instances: Model instances (parallel executions); 2 matches a 2-core machine.
+        instances: Model instances (parallel executions) per device: per GPU on a CUDA
+            host, on the CPU otherwise; 2 matches a 2-core machine.
         max_queue_delay_us: How long, in microseconds, the batcher may hold a request to
             fill a batch; trades single-request latency for throughput.
         cpu_threads: Intra-op threads per instance on the CPU.
@@ -87,10 +88,13 @@ output [
 dynamic_batching {{
   max_queue_delay_microseconds: {spec.max_queue_delay_us}
 }}
-# KIND_CPU keeps the repository portable: model.py moves the encoder to CUDA when present.
-instance_group [ {{ count: {spec.instances}, kind: KIND_CPU }} ]
+# KIND_AUTO keeps one repository portable: Triton places the instances on every GPU when
+# the host has CUDA, on the CPU otherwise; model.py follows the kind it is given.
+instance_group [ {{ count: {spec.instances}, kind: KIND_AUTO }} ]
 parameters {{ key: "device", value: {{ string_value: "auto" }} }}
 parameters {{ key: "cpu_threads", value: {{ string_value: "{spec.cpu_threads}" }} }}
+# Clients read the version's input rate here, so they need no access to the repository.
+parameters {{ key: "sample_rate", value: {{ string_value: "{spec.sample_rate}" }} }}
 """
 
 

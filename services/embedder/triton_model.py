@@ -21,12 +21,18 @@ class TritonPythonModel:
     """Loads ``model.pt`` (TorchScript) and runs batched inference."""
 
     def initialize(self, args):
-        """Loads the TorchScript module on CUDA when present, else the CPU."""
+        """Loads the TorchScript module on this instance's GPU, or the CPU."""
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         wanted = params.get("device", "auto")
-        use_cuda = wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available())
-        self.device = torch.device("cuda" if use_cuda else "cpu")
+        if args.get("model_instance_kind") == "GPU":
+            # KIND_AUTO resolved to GPU: Triton gives each instance its device.
+            self.device = torch.device("cuda", int(args["model_instance_device_id"]))
+        else:
+            # A CPU instance may still use CUDA (a Triton build without GPU support on a
+            # CUDA host) unless the config pins the CPU.
+            use_cuda = wanted == "cuda" or (wanted == "auto" and torch.cuda.is_available())
+            self.device = torch.device("cuda" if use_cuda else "cpu")
         # Several instances share the CPU: one intra-op thread each avoids oversubscription.
         torch.set_num_threads(int(params.get("cpu_threads", "1")))
         path = os.path.join(args["model_repository"], args["model_version"], "model.pt")

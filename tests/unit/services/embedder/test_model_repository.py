@@ -29,6 +29,12 @@ def test_config_declares_named_tensors_dynamic_batching_and_instances():
     assert 'backend: "python"' in text
 
 
+def test_config_places_instances_on_gpus_when_present_and_carries_the_sample_rate():
+    text = config_pbtxt(_spec())
+    assert "kind: KIND_AUTO" in text  # GPUs when the host has CUDA, else the CPU
+    assert 'key: "sample_rate", value: { string_value: "16000" }' in text
+
+
 def test_write_version_lays_out_the_version_with_its_manifest(tmp_path):
     folder = write_version(tmp_path, _spec(), tiny_model.scripted_tiny_encoder(), {"recipe": "ts"})
     assert {p.name for p in folder.iterdir()} == {"config.pbtxt", "manifest.json", "1"}

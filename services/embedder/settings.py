@@ -1,0 +1,64 @@
+"""Settings of the embedder (``HEARBY_EMBEDDER_*``): the Triton server and its clients."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import PositiveFloat, PositiveInt
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings_base import ServiceSettings
+
+
+class EmbedderSettings(ServiceSettings):
+    """Where Triton runs, what it serves, and how clients call it.
+
+    The embedder process is Triton itself, so ``host``/``port``/``metrics_port`` (from
+    :class:`ServiceSettings`) are Triton's gRPC interface, gRPC port and metrics port.
+    Other services build their :class:`~services.embedder.client.EmbedderClient` from the
+    same class, so one ``HEARBY_EMBEDDER_URL`` points every caller at the server.
+
+    Args:
+        port: Triton's gRPC port (default 8001, Triton's usual).
+        metrics_port: Triton's Prometheus port; 0 picks a free one (default 8002).
+        url: ``host:port`` clients call; empty means ``host:port`` of this process's
+            server (default empty).
+        model_repository: The Triton model repository folder (default ``models``, where
+            bundled versions live; ``hearby publish`` writes versions there).
+        workdir: Scratch folder for Triton's backend directory and log (default
+            ``var/embedder``).
+        load_versions: Versions loaded at start (env: a JSON list, e.g. ``["ts-v1"]``);
+            others load at run time through :mod:`services.embedder.versions`.
+        request_timeout_seconds: Deadline of one inference request in seconds (default 30).
+        load_timeout_seconds: Deadline of loading one version in seconds (default 180; a
+            load took ~8.5 s on an idle 2-core machine, far longer under load).
+        start_timeout_seconds: Seconds Triton may take to start, versions in
+            ``load_versions`` included (default 300).
+        max_batch: Windows per inference request (default 32); capped by the version's
+            ``max_batch_size``. Triton's dynamic batcher merges requests further.
+        concurrency: Inference requests one client keeps in flight at once (default 4):
+            enough to keep every model instance busy, bounded so one long track cannot
+            flood the queue.
+        hop_seconds: Hop between the windows of a track in seconds (default 1.5, the
+            hop ``trainer/evaluate.py`` uses, so served and offline embeddings agree).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HEARBY_EMBEDDER_", frozen=True, extra="ignore")
+
+    port: int = 8001
+    metrics_port: int = 8002
+    url: str = ""
+    model_repository: Path = Path("models")
+    workdir: Path = Path("var/embedder")
+    load_versions: tuple[str, ...] = ()
+    request_timeout_seconds: PositiveFloat = 30.0
+    load_timeout_seconds: PositiveFloat = 180.0
+    start_timeout_seconds: PositiveFloat = 300.0
+    max_batch: PositiveInt = 32
+    concurrency: PositiveInt = 4
+    hop_seconds: PositiveFloat = 1.5
+
+    @property
+    def triton_url(self) -> str:
+        """The ``host:port`` clients call."""
+        return self.url or f"{self.host}:{self.port}"
