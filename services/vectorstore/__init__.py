@@ -1,0 +1,1 @@
+"""The vectorstore: a gRPC service over Milvus, one collection per encoder version."""
