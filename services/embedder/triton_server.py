@@ -90,6 +90,7 @@ class TritonServer(ManagedProcess):
         models: Models to load at start (more load later through the client).
         grpc_port: gRPC port; None picks a free one.
         host: Interface to bind.
+        metrics_port: Prometheus metrics port; None picks a free one.
         start_timeout: Seconds to wait for readiness (loading models included).
     """
 
@@ -101,11 +102,12 @@ class TritonServer(ManagedProcess):
         grpc_port: int | None = None,
         host: str = "127.0.0.1",
         start_timeout: float = 120.0,
+        metrics_port: int | None = None,
     ) -> None:
         dist = triton_dist_dir()
         backends = prepare_backends(workdir)
         self.grpc_port = grpc_port or free_port(host)
-        self.metrics_port = free_port(host)
+        self.metrics_port = metrics_port or free_port(host)
         self.url = f"{host}:{self.grpc_port}"
         argv = [
             str(dist / "bin" / "tritonserver"),

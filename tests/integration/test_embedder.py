@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import tritonclient.grpc as grpcclient
 
 from services.common.audio import prepare, resample, windows
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -212,3 +217,49 @@ def test_client_smoke_command_reports_an_unknown_version(triton_server, tmp_path
     sf.write(path, _music(2.0), RATE)
     assert client_module.main(["ghost", str(path), "--url", triton_server.url]) == 2
     assert "error (NOT_FOUND): version 'ghost' is not loaded" in capsys.readouterr().err
+
+
+def test_python_m_services_embedder_serves_its_start_versions_and_stops_on_sigterm(
+    tiny_model_repository, tmp_path
+):
+    port = free_port()
+    env = {
+        **os.environ,
+        "HEARBY_EMBEDDER_PORT": str(port),
+        "HEARBY_EMBEDDER_METRICS_PORT": "0",
+        "HEARBY_EMBEDDER_MODEL_REPOSITORY": str(tiny_model_repository),
+        "HEARBY_EMBEDDER_WORKDIR": str(tmp_path),
+        "HEARBY_EMBEDDER_LOAD_VERSIONS": f'["{TINY_MODEL}"]',
+        "HEARBY_EMBEDDER_LOG_FORMAT": "text",
+    }
+    log = (tmp_path / "embedder.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.embedder"], env=env, stdout=log, stderr=log
+    )
+    try:
+        triton = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if triton.is_model_ready(TINY_MODEL):
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.5)
+        assert proc.poll() is None, (tmp_path / "embedder.log").read_text()
+        served = _infer_once(f"127.0.0.1:{port}")
+        assert float(served @ _in_process(_music(2.0), RATE)[0]) >= 0.999
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+        log.close()
+    assert code == 0, (tmp_path / "embedder.log").read_text()
+    assert "embedder stopping" in (tmp_path / "embedder.log").read_text()
+
+
+def _infer_once(url: str) -> np.ndarray:
+    async def call() -> np.ndarray:
+        async with EmbedderClient(url) as client:
+            return (await client.embed_track(TINY_MODEL, _music(2.0), RATE)).embedding
+
+    return asyncio.run(call())
