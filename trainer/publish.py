@@ -136,6 +136,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_REPOSITORY,
         help=f"Triton model repository ({DEFAULT_REPOSITORY})",
     )
+    parser.add_argument(
+        "--control",
+        default="",
+        metavar="ADDRESS",
+        help="also register the version as PUBLISHED with the ControlService at ADDRESS "
+        "(host:port of a running stack); without it the version is only written to disk",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,4 +156,19 @@ def run(args: argparse.Namespace) -> int:
         f"published {args.name} ({manifest['recipe']}, {manifest['dimension']}-d) to {folder}\n"
         f"export check: max abs diff {manifest['export_max_abs_diff']:.2e} on real audio\n"
     )
+    if args.control:
+        from services.common.errors import HearbyError
+        from services.control.client import register_published
+
+        try:
+            register_published(args.control, args.repository, args.name)
+        except HearbyError as exc:
+            # The version is on disk either way; registering again later is safe.
+            sys.stderr.write(
+                f"published but not registered: {exc}; retry with `python -m "
+                f"services.control.client --address {args.control} register {args.name} "
+                f"--repository {args.repository}`\n"
+            )
+            return 3
+        sys.stdout.write(f"registered {args.name} as PUBLISHED with {args.control}\n")
     return 0

@@ -12,6 +12,7 @@ import torch
 import tritonclient.grpc as grpcclient
 
 from services.common.audio import load, windows
+from services.common.processes import free_port
 from services.embedder.triton_server import TritonServer
 from trainer.checkpoint import load_run
 from trainer.corpus.build import build
@@ -227,3 +228,23 @@ def test_publish_never_overwrites_and_checks_the_name(trained_run, tmp_path):
     assert (repo / "v1" / "1" / "model.pt").read_bytes() == before
     bad = _hearby("publish", str(trained_run), "--name", "Bad Name", "--repository", str(repo))
     assert bad.returncode == 2 and "is invalid" in bad.stderr
+
+
+def test_publish_keeps_the_version_and_says_how_to_register_when_control_is_down(
+    trained_run, tmp_path
+):
+    repo = tmp_path / "repo"
+    result = _hearby(
+        "publish",
+        str(trained_run),
+        "--name",
+        "v2",
+        "--repository",
+        str(repo),
+        "--control",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert result.returncode == 3, result.stderr
+    assert "published but not registered" in result.stderr
+    assert "services.control.client" in result.stderr and "register v2" in result.stderr
+    assert (repo / "v2" / "1" / "model.pt").exists()
