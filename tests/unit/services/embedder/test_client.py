@@ -5,6 +5,7 @@ The Triton round trips are tested against a real server in tests/integration.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import numpy as np
@@ -22,6 +23,7 @@ from services.common.errors import (
 from services.embedder.client import (
     EmbedderClient,
     EmbedderError,
+    VersionInfo,
     _check_audio,
     domain_error,
     track_vector,
@@ -116,3 +118,53 @@ def test_audio_is_converted_to_float32():
 def test_client_refuses_nonpositive_limits():
     with pytest.raises(ValueError, match="must be > 0"):
         EmbedderClient("h:1", concurrency=0)
+
+
+class _RecordingClient(EmbedderClient):
+    """The real client with Triton replaced one level low: ``_infer`` echoes each window's
+    first sample and records how many requests are in flight."""
+
+    def __init__(self, concurrency: int, fail_at: float | None = None) -> None:
+        super().__init__("unused:1", max_batch=2, concurrency=concurrency, hop_seconds=1.0)
+        self._versions["v"] = VersionInfo("v", 4, 4, 2, 64)
+        self.in_flight = self.peak = 0
+        self.fail_at = fail_at
+
+    async def _infer(self, info: VersionInfo, clips: np.ndarray) -> np.ndarray:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.001 * (1 + int(clips[0, 0]) % 3))  # finish out of order
+        finally:
+            self.in_flight -= 1
+        if self.fail_at is not None and self.fail_at in clips[:, 0]:
+            raise NotFound("version 'v' is not loaded")
+        return np.stack([clips[:, 0], np.ones(len(clips))], axis=1).astype(np.float32)
+
+
+async def test_requests_stay_within_the_concurrency_and_results_keep_their_order():
+    client = _RecordingClient(concurrency=3)
+    clips = np.repeat(np.arange(20, dtype=np.float32)[:, None], 4, axis=1)
+    out = await client.embed_windows("v", clips)
+    assert out[:, 0].tolist() == list(range(20))
+    assert client.peak == 3
+
+
+async def test_a_track_is_embedded_from_every_window_in_order():
+    client = _RecordingClient(concurrency=2)
+    audio = np.arange(12, dtype=np.float32)  # windows of 4 samples every 4 (1 s at 4 Hz)
+    result = await client.embed_track("v", audio, 4, windows=True)
+    assert result.windows is not None
+    assert result.windows[:, 0].tolist() == [0.0, 4.0, 8.0]
+
+
+async def test_the_first_failed_request_is_raised_as_its_domain_error():
+    client = _RecordingClient(concurrency=2, fail_at=6.0)
+    clips = np.repeat(np.arange(10, dtype=np.float32)[:, None], 4, axis=1)
+    with pytest.raises(NotFound, match="'v' is not loaded"):
+        await client.embed_windows("v", clips)
+    assert client.in_flight == 0  # the others were cancelled
+    # Every slot was given back: with one leaked, two batches could not both be in flight.
+    client.peak = 0
+    out = await asyncio.wait_for(client.embed_windows("v", clips[:4]), timeout=5)
+    assert len(out) == 4 and client.peak == 2
