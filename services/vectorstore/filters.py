@@ -19,6 +19,8 @@ a fixed table, numbers re-formatted from parsed floats, and strings re-quoted by
 pushed down to the comparisons (De Morgan; ``==`` becomes ``!=``, ``in`` becomes ``not
 in``, ...), which is exact because stored fields are never null or NaN; and an ``in`` list
 mixing ``100`` and ``101.5`` fails on a DOUBLE field, so every number is written as a float.
+Long ``and``/``or`` chains are emitted as balanced trees, because Milvus Lite also fails on
+operators nested 50 deep (see :data:`MAX_MILVUS_DEPTH`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ DEFAULT_MAX_LENGTH = 1024
 # Parentheses and "not" recurse; a cap keeps a 1 KiB expression from exhausting the stack
 # and turning a bad request into INTERNAL.
 MAX_NESTING = 32
+# Milvus Lite 2.5.1 fails ("unsupported expr proto node") once 50 and/or operators nest
+# (measured), and Milvus parses "a or b or c ..." as a left-leaning chain: 51 comparisons
+# joined by "or" already fail. So chains are emitted as balanced trees (depth log2 n), and
+# a compiled depth above this (leaving room for the exclusion clause) is refused.
+MAX_MILVUS_DEPTH = 40
 
 _OPS = ("==", "!=", "<=", ">=", "<", ">")
 _NEGATED_OP = {"==": "!=", "!=": "==", "<": ">=", "<=": ">", ">": "<=", ">=": "<"}
@@ -343,23 +350,43 @@ def _literal(value: Value) -> str:
     return repr(value) if isinstance(value, float) else quote(value)
 
 
-def _emit(node: Node, negate: bool) -> str:
+def _balanced(parts: list[tuple[str, int]], joiner: str) -> tuple[str, int]:
+    """Joins emitted operands as a balanced binary tree; returns it and its depth."""
+    if len(parts) == 1:
+        return parts[0]
+    middle = len(parts) // 2
+    left, left_depth = _balanced(parts[:middle], joiner)
+    right, right_depth = _balanced(parts[middle:], joiner)
+    return f"({left} {joiner} {right})", 1 + max(left_depth, right_depth)
+
+
+def _emit(node: Node, negate: bool) -> tuple[str, int]:
+    """The Milvus text of ``node`` (negated if asked) and its operator depth."""
     if isinstance(node, Compare):
         op = _NEGATED_OP[node.op] if negate else node.op
-        return f"{node.field} {op} {_literal(node.value)}"
+        return f"{node.field} {op} {_literal(node.value)}", 0
     if isinstance(node, In):
         keyword = "not in" if negate else "in"
-        return f"{node.field} {keyword} [{', '.join(_literal(v) for v in node.values)}]"
+        return f"{node.field} {keyword} [{', '.join(_literal(v) for v in node.values)}]", 0
     if isinstance(node, Not):
         return _emit(node.operand, not negate)
     # De Morgan: not (a and b) == (not a) or (not b), and the reverse.
-    joiner = " and " if isinstance(node, And) != negate else " or "
-    return "(" + joiner.join(_emit(operand, negate) for operand in node.operands) + ")"
+    joiner = "and" if isinstance(node, And) != negate else "or"
+    return _balanced([_emit(operand, negate) for operand in node.operands], joiner)
 
 
 def to_milvus(node: Node) -> str:
-    """The Milvus boolean expression equivalent to ``node``, without unary ``not``."""
-    return _emit(node, negate=False)
+    """The Milvus boolean expression equivalent to ``node``, without unary ``not``.
+
+    Raises:
+        InvalidArgument: The expression nests deeper than Milvus can evaluate.
+    """
+    text, depth = _emit(node, negate=False)
+    if depth > MAX_MILVUS_DEPTH:
+        raise InvalidArgument(
+            f"filter nests {depth} and/or levels deep once compiled; at most {MAX_MILVUS_DEPTH}"
+        )
+    return text
 
 
 def compile_filter(expression: str, max_length: int = DEFAULT_MAX_LENGTH) -> str:

@@ -23,7 +23,7 @@ from services.vectorstore.filters import (
 def test_compile_filter_translates_the_proto_example():
     expression = 'genre == "bossa" and tempo_bpm >= 90 and tempo_bpm <= 120 and artist != "a17"'
     assert compile_filter(expression) == (
-        '(genre == "bossa" and tempo_bpm >= 90.0 and tempo_bpm <= 120.0 and artist != "a17")'
+        '((genre == "bossa" and tempo_bpm >= 90.0) and (tempo_bpm <= 120.0 and artist != "a17"))'
     )
 
 
@@ -76,6 +76,10 @@ def test_parse_reads_in_lists_and_not():
         ('not genre in ["a", "b"]', 'genre not in ["a", "b"]'),
         ('not not genre == "a"', 'genre == "a"'),
         ('not (genre == "a" and mood == "b")', '(genre != "a" or mood != "b")'),
+        (
+            'not (genre == "a" and mood == "b" and key == "C")',
+            '(genre != "a" or (mood != "b" or key != "C"))',
+        ),
         ('not (genre == "a" or mood == "b")', '(genre != "a" and mood != "b")'),
         (
             'not (genre == "a" and not (mood == "b" or tempo_bpm > 3))',
@@ -96,6 +100,30 @@ def test_compile_filter_pushes_not_down_to_comparisons(expression, expected):
 )
 def test_parse_reads_decimal_numbers(literal, value):
     assert parse(f"tempo_bpm == {literal}") == Compare("tempo_bpm", "==", value)
+
+
+def test_compile_filter_emits_long_chains_as_balanced_trees():
+    # Milvus Lite fails once and/or operators nest 50 deep; "a or b or ..." would nest
+    # one level per operand.
+    assert compile_filter('genre == "a" or genre == "b" or genre == "c"') == (
+        '(genre == "a" or (genre == "b" or genre == "c"))'
+    )
+    chain = " or ".join(f"tempo_bpm == {i}" for i in range(64))
+    compiled = compile_filter(chain, max_length=4096)
+    depth = max_depth = 0
+    for ch in compiled:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        max_depth = max(max_depth, depth)
+    assert max_depth == 6
+
+
+def test_compile_filter_refuses_expressions_nested_too_deep_for_milvus():
+    ok = "(tempo_bpm > 0 and " * 31 + 'mood == "x"' + ")" * 31
+    assert compile_filter(ok, max_length=4096).count("(") == 31
+    chain = " or ".join(f"tempo_bpm == {i}" for i in range(2**10))  # 10 levels balanced
+    deep = "(tempo_bpm > 0 and " * 31 + f"({chain})" + ")" * 31  # + 31 levels
+    with pytest.raises(InvalidArgument, match="levels deep once compiled; at most 40"):
+        compile_filter(deep, max_length=len(deep))
 
 
 def test_compile_filter_writes_every_number_as_a_float():

@@ -582,6 +582,29 @@ async def test_compiled_filters_select_exactly_the_rows_python_semantics_select(
         assert await store.count(VERSION, text) == expected, text
 
 
+async def test_the_largest_filters_the_grammar_allows_run_on_milvus_lite(filled):
+    # Milvus Lite fails on and/or operators nested 50 deep; the compiler must stay below.
+    store, records = filled
+    chain, i = "tempo_bpm == 60", 61
+    while len(chain) + len(f" or tempo_bpm == {i}") <= 1024:
+        chain, i = chain + f" or tempo_bpm == {i}", i + 1
+    expected = sum(60 <= r.metadata.tempo_bpm < i for r in records)
+    assert await store.count(VERSION, chain) == expected
+    nested = "(tempo_bpm > 0 and " * 15 + '(mode == "major" or ' * 16 + 'genre == "rock"'
+    nested += ")" * 31
+    assert filters.parse(nested) is not None
+    excluded = [r.track_id for r in records[:30]]
+    result = await store.search(
+        SearchQuery(
+            VERSION, 100, embedding=records[0].embedding, filter=nested, exclude_track_ids=excluded
+        )
+    )
+    expected_ids = {
+        r.track_id for r in records[30:] if r.metadata.mode == "major" or r.metadata.genre == "rock"
+    }
+    assert {h.track_id for h in result.hits} == expected_ids
+
+
 async def test_count_rejects_a_filter_longer_than_the_configured_limit(milvus_lite_uri):
     store = VectorStore(StoreOptions(uri=milvus_lite_uri, max_filter_length=20))
     await store.open()
