@@ -8,16 +8,16 @@ import logging
 from services.common.logging import configure_logging
 from services.vectorstore import server
 from services.vectorstore.settings import VectorStoreSettings
-from services.vectorstore.store import LiteDataInUse
+from services.vectorstore.store import StoreStartupError
 
 
 def main() -> None:
-    """Loads settings, configures logging and serves; exits 1 if the Lite data is taken."""
+    """Loads settings, configures logging and serves; exits 1 if the store cannot start."""
     settings = VectorStoreSettings()
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(server.serve(settings))
-    except LiteDataInUse as exc:
+    except StoreStartupError as exc:
         logging.getLogger("services.vectorstore").error("%s", exc)
         raise SystemExit(1) from None
 

@@ -54,7 +54,8 @@ async def open_store(settings: VectorStoreSettings) -> VectorStore:
     """Opens the store named by the settings (takes Lite ownership, connects).
 
     Raises:
-        LiteDataInUse: Another process owns the Milvus Lite data file.
+        StoreStartupError: Another process owns the Milvus Lite data file, or Lite cannot
+            start.
     """
     store = VectorStore(settings.store_options())
     await store.open()
@@ -65,7 +66,8 @@ async def serve(settings: VectorStoreSettings) -> None:
     """Serves until SIGTERM/SIGINT, then writes pending upserts and releases Milvus.
 
     Raises:
-        LiteDataInUse: Another process owns the Milvus Lite data file (before listening).
+        StoreStartupError: The store cannot start, e.g. another process owns the Milvus
+            Lite data file (raised before the port is bound).
     """
     route_pymilvus_logs()
     store = await open_store(settings)

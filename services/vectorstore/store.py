@@ -74,8 +74,12 @@ _LITE_NAME_RE = re.compile(r"[a-zA-Z0-9.\-_]{1,36}")
 INDEX_TYPES = ("FLAT", "HNSW")
 
 
-class LiteDataInUse(RuntimeError):
-    """Another process owns the Milvus Lite data file; raised at start-up, not per request."""
+class StoreStartupError(RuntimeError):
+    """The store cannot start; the message says why and what to do (not a request error)."""
+
+
+class LiteDataInUse(StoreStartupError):
+    """Another process owns the Milvus Lite data file."""
 
 
 # --- domain objects -------------------------------------------------------------------
@@ -396,8 +400,9 @@ class WriteBatcher:
     as soon as it holds ``max_rows`` rows; later requests for that key join it. Rows are
     merged by id with the later request winning, as if the requests had run one after the
     other in arrival order. Writes of one key never overlap (a lock), so batches land in
-    order. If a merged write fails for a reason other than Milvus being unavailable, each
-    request is retried on its own, so one bad request cannot fail its neighbours.
+    order. If a merged write fails for a reason that is not about the whole batch (Milvus
+    unavailable, the collection gone), each request is retried on its own, so one bad
+    request cannot fail its neighbours.
 
     Args:
         write: Writes a list of rows for a key (rows already distinct by ``id_field``).
@@ -468,7 +473,8 @@ class WriteBatcher:
         async with lock:
             try:
                 await self._write(key, self._merged(rows for rows, _ in batch.requests))
-            except Unavailable as exc:
+            except HearbyError as exc:
+                # Unavailable or NotFound: the same answer for every request in the batch.
                 _settle([done for _, done in batch.requests], exc)
                 return
             except Exception as exc:  # noqa: BLE001 - handed to the callers below
@@ -630,9 +636,8 @@ class VectorStore:
 
         Raises:
             LiteDataInUse: Another process owns the Lite data file.
-            RuntimeError: Milvus Lite could not start (bad file name, or a non-hearby
-                program holds the file).
-            ValueError: HNSW requested on Milvus Lite.
+            StoreStartupError: Milvus Lite cannot serve this file name or index type, or
+                failed to start (e.g. a program other than hearby holds the file).
         """
         if self._ownership is None:
             try:
@@ -642,12 +647,12 @@ class VectorStore:
             return
         data_file = Path(self._uri)
         if not _LITE_NAME_RE.fullmatch(data_file.name):
-            raise ValueError(
+            raise StoreStartupError(
                 f"Milvus Lite data file name {data_file.name!r} is not usable: at most 36 "
                 "characters of letters, digits, '.', '-' and '_', ending in .db"
             )
         if self._options.index_type != "FLAT":
-            raise ValueError(
+            raise StoreStartupError(
                 "Milvus Lite supports only the FLAT index here; set "
                 "HEARBY_VECTORSTORE_INDEX_TYPE=FLAT or use a Milvus standalone/cluster URI"
             )
@@ -657,7 +662,7 @@ class VectorStore:
             await self._client()
         except Unavailable as exc:
             self._ownership.release()
-            raise RuntimeError(
+            raise StoreStartupError(
                 f"Milvus Lite could not open {data_file} ({exc}); if another program "
                 "(not a hearby service) has it open, stop that program"
             ) from exc

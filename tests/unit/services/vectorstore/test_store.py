@@ -22,6 +22,7 @@ from services.vectorstore.store import (
     LiteDataInUse,
     SearchQuery,
     StoreOptions,
+    StoreStartupError,
     TrackMetadata,
     VectorRecord,
     VectorStore,
@@ -643,9 +644,9 @@ async def test_ownership_is_released_on_close(milvus_lite_uri):
 
 
 async def test_open_rejects_unusable_lite_file_names_and_hnsw_on_lite(tmp_path):
-    with pytest.raises(ValueError, match="not usable"):
+    with pytest.raises(StoreStartupError, match="not usable"):
         await VectorStore(StoreOptions(uri=str(tmp_path / ("x" * 40 + ".db")))).open()
-    with pytest.raises(ValueError, match="only the FLAT index"):
+    with pytest.raises(StoreStartupError, match="only the FLAT index"):
         await VectorStore(StoreOptions(uri=str(tmp_path / "h.db"), index_type="HNSW")).open()
     with pytest.raises(ValueError, match="not supported"):
         VectorStore(StoreOptions(uri=str(tmp_path / "h.db"), index_type="IVF_PQ"))
