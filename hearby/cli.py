@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "trainer.experiment",
         "train and compare recipes over seeds (the paper's experiment), resumable",
     ),
+    "ingest": (
+        "hearby.ingest_cli",
+        "submit a folder of audio with labels to the catalog; queue status, dead letters",
+    ),
     "publish": ("trainer.publish", "export a trained run as a version in the model repository"),
 }
 
