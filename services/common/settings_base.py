@@ -6,11 +6,32 @@ prefix (``HEARBY_RANKER_``, ...). No other module reads ``os.environ``.
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
+
+
+def _split_paths(value: Any) -> Any:
+    """A JSON list, or a ``:``-separated list as in PATH; other values pass through."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part for part in text.split(os.pathsep) if part]
+
+
+PathList = Annotated[tuple[Path, ...], NoDecode, BeforeValidator(_split_paths)]
+"""Folders from one environment variable: ``a:b`` (like PATH) or a JSON list ``["a", "b"]``.
+
+A single path is a list of one, so a variable that used to name one folder keeps working.
+"""
 
 
 class ServiceSettings(BaseSettings):

@@ -1,7 +1,7 @@
-"""Runs the embedder: Triton over hearby's model repository, until SIGTERM or SIGINT.
+"""Runs the embedder: Triton over hearby's model repositories, until SIGTERM or SIGINT.
 
 Triton itself is the gRPC server (inference, health, repository API); this module only
-launches it with the settings' ports, repository and start-up versions, watches it, and
+launches it with the settings' ports, repositories and start-up versions, watches it, and
 stops it gracefully (Triton lets in-flight requests finish). Versions are loaded and
 unloaded at run time through :mod:`services.embedder.versions`.
 """
@@ -25,7 +25,7 @@ _WATCH_SECONDS = 1.0
 def build(settings: EmbedderSettings) -> TritonServer:
     """The Triton server the settings describe (not started)."""
     return TritonServer(
-        settings.model_repository.resolve(),
+        [repository.resolve() for repository in settings.model_repositories],
         settings.workdir.resolve(),
         models=settings.load_versions,
         grpc_port=settings.port or None,
@@ -39,7 +39,7 @@ def run(settings: EmbedderSettings, stop: threading.Event | None = None) -> None
     """Starts Triton and blocks until ``stop`` is set or SIGTERM/SIGINT arrives.
 
     Args:
-        settings: Ports, repository, start-up versions.
+        settings: Ports, repositories, start-up versions.
         stop: Set it to stop (tests); None installs SIGTERM/SIGINT handlers instead.
 
     Raises:
@@ -52,12 +52,12 @@ def run(settings: EmbedderSettings, stop: threading.Event | None = None) -> None
             signal.signal(sig, lambda *_: stop.set())
     server = build(settings)
     with server:
+        held = {str(r): list_versions(r) for r in settings.model_repositories}
         logger.info(
-            "embedder serving on %s (metrics :%d), repository %s holds %s, loaded %s",
+            "embedder serving on %s (metrics :%d), repositories hold %s, loaded %s",
             server.url,
             server.metrics_port,
-            settings.model_repository,
-            list_versions(settings.model_repository) or "no versions",
+            held,
             list(settings.load_versions) or "none",
         )
         while not stop.wait(_WATCH_SECONDS):

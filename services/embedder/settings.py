@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings_base import ServiceSettings
+from services.common.settings_base import PathList, ServiceSettings
+
+BUNDLED_REPOSITORY = Path("models")
+"""Versions that ship with hearby (tracked in git)."""
+PUBLISH_REPOSITORY = Path("var/model_repository")
+"""Where ``hearby publish`` writes new versions by default."""
 
 
 class EmbedderSettings(ServiceSettings):
@@ -23,8 +28,12 @@ class EmbedderSettings(ServiceSettings):
         metrics_port: Triton's Prometheus port; 0 picks a free one (default 8002).
         url: ``host:port`` clients call; empty means ``host:port`` of this process's
             server (default empty).
-        model_repository: The Triton model repository folder (default ``models``, where
-            bundled versions live; ``hearby publish`` writes versions there).
+        model_repositories: The Triton model repositories Triton serves together
+            (``HEARBY_EMBEDDER_MODEL_REPOSITORIES``, the shared
+            ``HEARBY_MODEL_REPOSITORIES``, or the older single-folder
+            ``HEARBY_EMBEDDER_MODEL_REPOSITORY``; ``a:b`` or a JSON list). Default
+            ``models`` (bundled versions, in git) and ``var/model_repository`` (where
+            ``hearby publish`` writes). A version name must be unique across them.
         workdir: Scratch folder for Triton's backend directory and log (default
             ``var/embedder``).
         load_versions: Versions loaded at start (env: a JSON list, e.g. ``["ts-v1"]``);
@@ -43,12 +52,22 @@ class EmbedderSettings(ServiceSettings):
             hop ``trainer/evaluate.py`` uses, so served and offline embeddings agree).
     """
 
-    model_config = SettingsConfigDict(env_prefix="HEARBY_EMBEDDER_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HEARBY_EMBEDDER_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     port: int = 8001
     metrics_port: int = 8002
     url: str = ""
-    model_repository: Path = Path("models")
+    model_repositories: PathList = Field(
+        (BUNDLED_REPOSITORY, PUBLISH_REPOSITORY),
+        min_length=1,
+        validation_alias=AliasChoices(
+            "HEARBY_EMBEDDER_MODEL_REPOSITORIES",
+            "HEARBY_MODEL_REPOSITORIES",
+            "HEARBY_EMBEDDER_MODEL_REPOSITORY",
+        ),
+    )
     workdir: Path = Path("var/embedder")
     load_versions: tuple[str, ...] = ()
     request_timeout_seconds: PositiveFloat = 30.0
@@ -62,3 +81,13 @@ class EmbedderSettings(ServiceSettings):
     def triton_url(self) -> str:
         """The ``host:port`` clients call."""
         return self.url or f"{self.host}:{self.port}"
+
+    @property
+    def model_repository(self) -> Path:
+        """The first of ``model_repositories``.
+
+        Only for :class:`~services.embedder.client.EmbedderClient`, which reads a manifest
+        from one folder for versions published before the Triton config carried their
+        sample rate; everything else uses ``model_repositories``.
+        """
+        return self.model_repositories[0]

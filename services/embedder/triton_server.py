@@ -82,21 +82,27 @@ def triton_env() -> dict[str, str]:
 
 
 class TritonServer(ManagedProcess):
-    """A Triton server over ``model_repository`` with explicit model control.
+    """A Triton server over one or more model repositories with explicit model control.
+
+    Triton serves the union of the repositories (``--model-repository`` once per folder),
+    so bundled versions (``models/``) and published ones (``var/model_repository``) load
+    side by side; a version name must be unique across them. Missing folders are created,
+    so a version published into one later is found by a run-time load.
 
     Args:
-        model_repository: Folder of ``<model>/config.pbtxt`` + ``<model>/1/...``.
+        model_repositories: One folder, or several, of ``<model>/config.pbtxt`` +
+            ``<model>/1/...``.
         workdir: Scratch folder for the backend directory and the log.
         models: Models to load at start (more load later through the client).
         grpc_port: gRPC port; None picks a free one.
         host: Interface to bind.
-        metrics_port: Prometheus metrics port; None picks a free one.
         start_timeout: Seconds to wait for readiness (loading models included).
+        metrics_port: Prometheus metrics port; None picks a free one.
     """
 
     def __init__(
         self,
-        model_repository: Path,
+        model_repositories: Path | Sequence[Path],
         workdir: Path,
         models: Sequence[str] = (),
         grpc_port: int | None = None,
@@ -106,12 +112,17 @@ class TritonServer(ManagedProcess):
     ) -> None:
         dist = triton_dist_dir()
         backends = prepare_backends(workdir)
+        self.model_repositories = (
+            [model_repositories] if isinstance(model_repositories, Path) else [*model_repositories]
+        )
+        for repository in self.model_repositories:
+            repository.mkdir(parents=True, exist_ok=True)
         self.grpc_port = grpc_port or free_port(host)
         self.metrics_port = metrics_port or free_port(host)
         self.url = f"{host}:{self.grpc_port}"
         argv = [
             str(dist / "bin" / "tritonserver"),
-            f"--model-repository={model_repository}",
+            *[f"--model-repository={repository}" for repository in self.model_repositories],
             "--model-control-mode=explicit",
             *[f"--load-model={m}" for m in models],
             f"--backend-directory={backends}",
