@@ -13,7 +13,8 @@ every key in one Redis Cluster slot, so the transactions and scripts may span th
                                    duration_seconds, submitted_us (microseconds since
                                    the epoch), metadata (TrackMetadata fields as JSON)
     P:track:<id>:embedded  HASH    version -> content hash of the audio whose embedding
-                                   that version's collection holds (written by workers)
+                                   that version's collection holds (written by the
+                                   ingest workers and by a new version's backfill)
     P:tracks               ZSET    every track id with score 0: ZRANGEBYLEX pages in id order
     P:ingest               STREAM  ingest jobs {track_id, content_hash, audio_uri
                                    [, retry_of] [, force]}; consumer group ``ingest``
@@ -72,6 +73,30 @@ MAX_TEMPO_BPM = 1000.0
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 AUDIO_CHUNK_BYTES = 1024 * 1024  # catalog.proto: GetTrackAudio chunks are at most 1 MiB
+
+# Records that a version's collection holds the embedding of a track's audio, for a batch
+# of tracks, but only where that audio is still the track's current audio: a replacement
+# that raced the writer leaves the mark unset and queues a forced job for the new audio
+# (the writer's older row may have landed after the newer one's).
+# KEYS: ingest stream, then (track record, embedded hash) per track.
+# ARGV: version, then the content hash written per track. Returns 1/0 per track.
+_MARK_EMBEDDED = """
+local marked = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local record = redis.call('HMGET', KEYS[2 * i], 'track_id', 'content_hash', 'audio_uri')
+  if record[2] == ARGV[i + 1] then
+    redis.call('HSET', KEYS[2 * i + 1], ARGV[1], ARGV[i + 1])
+    marked[i] = 1
+  else
+    if record[2] then
+      redis.call('XADD', KEYS[1], '*', 'track_id', record[1], 'content_hash', record[2],
+        'audio_uri', record[3], 'force', '1')
+    end
+    marked[i] = 0
+  end
+end
+return marked
+"""
 
 # soundfile (format, subtype) -> (MIME type, file suffix). Opus lives in an OGG container.
 _MIME = {
@@ -547,6 +572,7 @@ class Catalog:
         self._limits = limits or AudioLimits()
         self._uri_prefixes = tuple(uri_prefixes)
         self._decode_slots = asyncio.Semaphore(decode_slots)
+        self._mark_embedded = client.register_script(_MARK_EMBEDDED)
 
     async def ping(self) -> None:
         """Returns when Redis answers (a health probe).
@@ -700,6 +726,46 @@ class Catalog:
         async with reaching_redis():
             done = await self._redis.hgetall(self.keys.embedded(record.track_id))
         return [(v, done.get(v) == record.content_hash) for v in versions]
+
+    async def embedded(self, track_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Per track: version -> content hash of the audio that version's collection holds.
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        async with reaching_redis(), self._redis.pipeline(transaction=False) as pipe:
+            for track_id in track_ids:
+                pipe.hgetall(self.keys.embedded(track_id))
+            replies = await pipe.execute()
+        return dict(zip(track_ids, replies, strict=True))
+
+    async def mark_embedded(self, version: str, written: Sequence[TrackRecord]) -> list[bool]:
+        """Records that ``version``'s collection holds the embedding of each record's audio.
+
+        Used by writers other than the ingest workers (a new version's backfill). One
+        atomic step: a track whose audio was replaced meanwhile is not marked; instead a
+        forced ingest job for its current audio is queued, since the row just written
+        (of the older audio) may have overwritten the newer audio's row.
+
+        Args:
+            version: The encoder version written.
+            written: The records as they were when their audio was read and embedded.
+
+        Returns:
+            Per record, True if marked, False if its audio had changed (or it is gone).
+
+        Raises:
+            Unavailable: Redis cannot be reached.
+        """
+        if not written:
+            return []
+        keys = [self.keys.stream]
+        for record in written:
+            keys += [self.keys.track(record.track_id), self.keys.embedded(record.track_id)]
+        args = [version, *(record.content_hash for record in written)]
+        async with reaching_redis():
+            replies = await self._mark_embedded(keys=keys, args=args)
+        return [bool(reply) for reply in replies]
 
     async def list(self, page_size: int = 0, page_token: str = "") -> TrackPage:
         """A page of tracks in ascending id order.

@@ -316,3 +316,30 @@ class _Lister:
 
 async def test_registry_versions_are_the_backfilling_and_ready_ones_sorted():
     assert await RegistryVersions(_Lister()).active() == ["a", "b"]
+
+
+async def test_mark_embedded_records_the_written_audio_per_version(catalog: Catalog):
+    await catalog.submit("t1", LABELS, data=tone(freq=300.0))
+    await catalog.submit("t2", LABELS, data=tone(freq=400.0))
+    records = [await catalog.get("t1"), await catalog.get("t2")]
+    assert await catalog.mark_embedded("v3", records) == [True, True]
+    embedded = await catalog.embedded(["t1", "t2", "missing"])
+    assert embedded["t1"] == {"v3": records[0].content_hash}
+    assert embedded["t2"] == {"v3": records[1].content_hash}
+    assert embedded["missing"] == {}
+    assert await catalog.mark_embedded("v3", []) == []
+
+
+async def test_mark_embedded_skips_replaced_audio_and_queues_a_forced_job_for_the_new_audio(
+    catalog: Catalog, async_redis: aioredis.Redis
+):
+    await catalog.submit("t1", LABELS, data=tone(freq=300.0))
+    old = await catalog.get("t1")
+    replaced = await catalog.submit("t1", LABELS, data=tone(freq=500.0))
+    queued = len(await async_redis.xrange(catalog.keys.stream))
+    assert await catalog.mark_embedded("v3", [old]) == [False]
+    assert await catalog.embedded(["t1"]) == {"t1": {}}
+    entries = await async_redis.xrange(catalog.keys.stream)
+    assert len(entries) == queued + 1
+    fields = entries[-1][1]
+    assert fields["force"] == "1" and fields["content_hash"] == replaced.content_hash
