@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -41,21 +41,9 @@ from services.catalog.tracks import (
     TrackPage,
     TrackRecord,
 )
-from services.common import errors
+from services.common import errors, rpc
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
-_T = TypeVar("_T")
-# Status code name -> the domain error the service raised to produce it.
-_ERRORS: dict[str, type[errors.HearbyError]] = {
-    cls.status: cls for cls in errors.HearbyError.__subclasses__()
-}
-
-
-def _domain_error(exc: grpc.aio.AioRpcError) -> errors.HearbyError:
-    """The domain error for a failed call (HearbyError itself for INTERNAL and the like)."""
-    code = exc.code()
-    cls = _ERRORS.get(code.name, errors.HearbyError)
-    return cls(exc.details() or code.name)
 
 
 @dataclass(frozen=True)
@@ -80,12 +68,6 @@ class CatalogClient:
     def __init__(self, channel: grpc.aio.Channel, timeout_seconds: float = 60.0) -> None:
         self._stub = catalog_pb2_grpc.CatalogServiceStub(channel)
         self._timeout = timeout_seconds
-
-    async def _call(self, call: Awaitable[_T]) -> _T:
-        try:
-            return await call
-        except grpc.aio.AioRpcError as exc:
-            raise _domain_error(exc) from exc
 
     async def submit_track(
         self,
@@ -112,7 +94,7 @@ class CatalogClient:
         request = catalog_pb2.SubmitTrackRequest(
             track_id=track_id, audio=audio, metadata=metadata_to_proto(metadata or {})
         )
-        reply = await self._call(self._stub.SubmitTrack(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.SubmitTrack(request, timeout=self._timeout))
         return SubmitResult(
             reply.track_id,
             reply.content_hash,
@@ -128,7 +110,7 @@ class CatalogClient:
             NotFound: No such track.
         """
         request = catalog_pb2.GetTrackRequest(track_id=track_id)
-        reply = await self._call(self._stub.GetTrack(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.GetTrack(request, timeout=self._timeout))
         return TrackState(
             track_from_proto(reply.track), {s.version: s.embedded for s in reply.versions}
         )
@@ -136,7 +118,7 @@ class CatalogClient:
     async def list_tracks(self, page_size: int = 0, page_token: str = "") -> TrackPage:
         """One page of tracks in id order (``page_size`` 0 means 100)."""
         request = catalog_pb2.ListTracksRequest(page_size=page_size, page_token=page_token)
-        reply = await self._call(self._stub.ListTracks(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.ListTracks(request, timeout=self._timeout))
         return TrackPage(
             [track_from_proto(t) for t in reply.tracks], reply.next_page_token, reply.total
         )
@@ -160,17 +142,15 @@ class CatalogClient:
         """
         request = catalog_pb2.GetTrackAudioRequest(track_id=track_id)
         mime_type, chunks = "", []
-        try:
+        with rpc.domain_errors():
             async for reply in self._stub.GetTrackAudio(request, timeout=self._timeout):
                 mime_type = mime_type or reply.mime_type
                 chunks.append(reply.chunk)
-        except grpc.aio.AioRpcError as exc:
-            raise _domain_error(exc) from exc
         return mime_type, b"".join(chunks)
 
     async def ingest_status(self) -> IngestStatus:
         """The ingest queue's state."""
-        reply = await self._call(
+        reply = await rpc.call(
             self._stub.GetIngestStatus(catalog_pb2.GetIngestStatusRequest(), timeout=self._timeout)
         )
         return IngestStatus(
@@ -184,7 +164,7 @@ class CatalogClient:
     async def dead_letters(self, limit: int = 0) -> list[DeadLetter]:
         """Dead letters, newest first (``limit`` 0 means 100)."""
         request = catalog_pb2.ListDeadLettersRequest(limit=limit)
-        reply = await self._call(self._stub.ListDeadLetters(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.ListDeadLetters(request, timeout=self._timeout))
         return [dead_letter_from_proto(d) for d in reply.dead_letters]
 
     async def retry_dead_letter(self, entry_id: str) -> str:
@@ -194,7 +174,7 @@ class CatalogClient:
             NotFound: No such dead letter.
         """
         request = catalog_pb2.RetryDeadLetterRequest(entry_id=entry_id)
-        reply = await self._call(self._stub.RetryDeadLetter(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.RetryDeadLetter(request, timeout=self._timeout))
         return reply.stream_entry_id
 
 

@@ -74,3 +74,40 @@ class Unauthenticated(HearbyError):
     """The caller did not present valid credentials."""
 
     status = "UNAUTHENTICATED"
+
+
+# Status code name -> the domain error that produces it: the inverse of ``status``. Listed
+# by hand, not gathered from ``__subclasses__()``, so that a service's own subclass (e.g.
+# the embedder's INTERNAL error) never takes over a code, whatever was imported first.
+_BY_STATUS: dict[str, type[HearbyError]] = {
+    cls.status: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        PermissionDenied,
+        Unauthenticated,
+    )
+}
+
+
+def from_status(code_name: str, message: str) -> HearbyError:
+    """The domain error for a status code a hearby service answered with.
+
+    The inverse of the interceptor's mapping, for clients: a service that raised
+    ``NotFound("...")`` makes its client raise ``NotFound("...")`` again.
+
+    Args:
+        code_name: Name of the ``grpc.StatusCode`` member, e.g. ``"NOT_FOUND"``.
+        message: The status details; when empty, the code name stands in.
+
+    Returns:
+        The matching subclass, or :class:`HearbyError` itself for codes no domain error
+        produces (INTERNAL, UNKNOWN, CANCELLED, ...).
+    """
+    cls = _BY_STATUS.get(code_name, HearbyError)
+    return cls(message or code_name)

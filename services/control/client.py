@@ -16,31 +16,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import grpc
 
 from hearby.control.v1 import control_pb2, control_pb2_grpc
-from services.common import errors
+from services.common import errors, rpc
 from services.control.registry import Version, VersionStatus, read_repository_manifest
 from services.control.servicer import status_to_proto, version_from_proto
 from services.control.settings import DEFAULT_PORT
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
-_T = TypeVar("_T")
-# Status code name -> the domain error the service raised to produce it.
-_ERRORS: dict[str, type[errors.HearbyError]] = {
-    cls.status: cls for cls in errors.HearbyError.__subclasses__()
-}
-
-
-def _domain_error(exc: grpc.aio.AioRpcError) -> errors.HearbyError:
-    """The domain error for a failed call (HearbyError itself for INTERNAL and the like)."""
-    code = exc.code()
-    cls = _ERRORS.get(code.name, errors.HearbyError)
-    return cls(exc.details() or code.name)
 
 
 class ControlClient:
@@ -55,12 +42,6 @@ class ControlClient:
         self._stub = control_pb2_grpc.ControlServiceStub(channel)
         self._timeout = timeout_seconds
 
-    async def _call(self, call: Awaitable[_T]) -> _T:
-        try:
-            return await call
-        except grpc.aio.AioRpcError as exc:
-            raise _domain_error(exc) from exc
-
     async def register_version(self, name: str, manifest_json: str) -> Version:
         """Registers a published version (idempotent for an equal manifest).
 
@@ -69,7 +50,7 @@ class ControlClient:
             AlreadyExists: Registered with a different manifest.
         """
         request = control_pb2.RegisterVersionRequest(name=name, manifest_json=manifest_json)
-        reply = await self._call(self._stub.RegisterVersion(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.RegisterVersion(request, timeout=self._timeout))
         return version_from_proto(reply.version)
 
     async def register_from_repository(self, repository: Path, name: str) -> Version:
@@ -88,7 +69,7 @@ class ControlClient:
 
     async def get_version(self, name: str) -> Version:
         """One version. Raises NotFound for an unknown name."""
-        reply = await self._call(
+        reply = await rpc.call(
             self._stub.GetVersion(control_pb2.GetVersionRequest(name=name), timeout=self._timeout)
         )
         return version_from_proto(reply.version)
@@ -96,25 +77,25 @@ class ControlClient:
     async def list_versions(self, statuses: Iterable[VersionStatus] = ()) -> list[Version]:
         """All versions (or those in ``statuses``), oldest first."""
         request = control_pb2.ListVersionsRequest(statuses=[status_to_proto(s) for s in statuses])
-        reply = await self._call(self._stub.ListVersions(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.ListVersions(request, timeout=self._timeout))
         return [version_from_proto(v) for v in reply.versions]
 
     async def retire_version(self, name: str, drop_collection: bool = False) -> Version:
         """Retires a version. Raises FailedPrecondition if it is the default."""
         request = control_pb2.RetireVersionRequest(name=name, drop_collection=drop_collection)
-        reply = await self._call(self._stub.RetireVersion(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.RetireVersion(request, timeout=self._timeout))
         return version_from_proto(reply.version)
 
     async def set_default_version(self, name: str) -> Version:
         """Makes a READY version the default. Raises FailedPrecondition if it is not READY."""
         request = control_pb2.SetDefaultVersionRequest(name=name)
-        reply = await self._call(self._stub.SetDefaultVersion(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.SetDefaultVersion(request, timeout=self._timeout))
         return version_from_proto(reply.version)
 
     async def get_default_version(self) -> Version:
         """The default version. Raises NotFound when none is set."""
         request = control_pb2.GetDefaultVersionRequest()
-        reply = await self._call(self._stub.GetDefaultVersion(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.GetDefaultVersion(request, timeout=self._timeout))
         return version_from_proto(reply.version)
 
 

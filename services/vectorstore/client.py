@@ -19,8 +19,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -28,7 +27,7 @@ import numpy as np
 from hearby.common.v1 import types_pb2
 from hearby.vectorstore.v1 import vectorstore_pb2 as pb
 from hearby.vectorstore.v1 import vectorstore_pb2_grpc
-from services.common import errors
+from services.common import errors, rpc
 from services.vectorstore.servicer import (
     metadata_from_proto,
     record_from_proto,
@@ -45,18 +44,6 @@ from services.vectorstore.store import (
 )
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
-_T = TypeVar("_T")
-# Status code name -> the domain error the service raised to produce it.
-_ERRORS: dict[str, type[errors.HearbyError]] = {
-    cls.status: cls for cls in errors.HearbyError.__subclasses__()
-}
-
-
-def _domain_error(exc: grpc.aio.AioRpcError) -> errors.HearbyError:
-    """The domain error for a failed call (HearbyError itself for INTERNAL and the like)."""
-    code = exc.code()
-    cls = _ERRORS.get(code.name, errors.HearbyError)
-    return cls(exc.details() or code.name)
 
 
 def _hit_from_proto(message: pb.SearchHit) -> SearchHit:
@@ -81,12 +68,6 @@ class VectorStoreClient:
         self._stub = vectorstore_pb2_grpc.VectorStoreServiceStub(channel)
         self._timeout = timeout_seconds
 
-    async def _call(self, call: Awaitable[_T]) -> _T:
-        try:
-            return await call
-        except grpc.aio.AioRpcError as exc:
-            raise _domain_error(exc) from exc
-
     async def create_collection(self, version: str, dimension: int) -> bool:
         """Creates a version's collection; False if it existed with that dimension.
 
@@ -95,7 +76,7 @@ class VectorStoreClient:
             AlreadyExists: It exists with another dimension.
         """
         request = pb.CreateCollectionRequest(version=version, dimension=dimension)
-        reply = await self._call(self._stub.CreateCollection(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.CreateCollection(request, timeout=self._timeout))
         return reply.created
 
     async def drop_collection(self, version: str) -> None:
@@ -105,11 +86,11 @@ class VectorStoreClient:
             NotFound: The version has no collection.
         """
         request = pb.DropCollectionRequest(version=version)
-        await self._call(self._stub.DropCollection(request, timeout=self._timeout))
+        await rpc.call(self._stub.DropCollection(request, timeout=self._timeout))
 
     async def list_collections(self) -> list[CollectionInfo]:
         """Every version with a collection, with dimension and rows, sorted by version."""
-        reply = await self._call(
+        reply = await rpc.call(
             self._stub.ListCollections(pb.ListCollectionsRequest(), timeout=self._timeout)
         )
         return [CollectionInfo(c.version, c.dimension, c.rows) for c in reply.collections]
@@ -122,13 +103,13 @@ class VectorStoreClient:
             NotFound: The version has no collection.
         """
         request = pb.UpsertRequest(version=version, records=[record_to_proto(r) for r in records])
-        reply = await self._call(self._stub.Upsert(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.Upsert(request, timeout=self._timeout))
         return reply.upserted
 
     async def delete(self, version: str, track_ids: Sequence[str]) -> int:
         """Deletes up to 1024 rows by id; returns how many existed."""
         request = pb.DeleteRequest(version=version, track_ids=track_ids)
-        reply = await self._call(self._stub.Delete(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.Delete(request, timeout=self._timeout))
         return reply.deleted
 
     async def get(
@@ -138,7 +119,7 @@ class VectorStoreClient:
         request = pb.GetRequest(
             version=version, track_ids=track_ids, include_embeddings=include_embeddings
         )
-        reply = await self._call(self._stub.Get(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.Get(request, timeout=self._timeout))
         records = [record_from_proto(r) for r in reply.records]
         return GetResult(reply.version, records, list(reply.missing))
 
@@ -179,7 +160,7 @@ class VectorStoreClient:
             request.embedding.values.extend(np.asarray(embedding, dtype=np.float32).tolist())
         if track_id is not None:
             request.track_id = track_id
-        reply = await self._call(self._stub.Search(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.Search(request, timeout=self._timeout))
         return SearchResult(reply.version, [_hit_from_proto(h) for h in reply.hits])
 
     async def count(self, version: str, filter_expression: str = "") -> int:
@@ -187,7 +168,7 @@ class VectorStoreClient:
         request = pb.CountRequest(
             version=version, filter=types_pb2.Filter(expression=filter_expression)
         )
-        reply = await self._call(self._stub.Count(request, timeout=self._timeout))
+        reply = await rpc.call(self._stub.Count(request, timeout=self._timeout))
         return reply.count
 
 
