@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import datetime as dt
 import enum
 import io
@@ -53,12 +52,15 @@ import soundfile as sf
 from services.catalog.audio_store import AudioStore, content_hash, read_uri
 from services.common.audio import AudioLimits, decode_checked
 from services.common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from services.common.redis_errors import reaching_redis
 from services.control.registry import Version, VersionStatus
 
 logger = logging.getLogger(__name__)
 
 # types.proto: track ids are 1..128 characters from [A-Za-z0-9._:-].
 TRACK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# How Unavailable errors name the catalog's store.
+_REDIS = "the catalog's Redis"
 # Redis stream entry ids: <milliseconds>-<sequence>.
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 EXTRA_KEY = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -394,22 +396,6 @@ def now() -> dt.datetime:
     return dt.datetime.fromtimestamp(time.time_ns() // 1000 / 1_000_000, dt.UTC)
 
 
-@contextlib.asynccontextmanager
-async def reaching_redis(what: str = "the catalog's Redis") -> AsyncIterator[None]:
-    """Turns "cannot reach Redis" into Unavailable; other Redis errors are bugs."""
-    try:
-        yield
-    except (
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        # A replica that was just promoted or demoted refuses writes for a moment.
-        redis.exceptions.ReadOnlyError,
-    ) as exc:
-        raise Unavailable(
-            f"{what} cannot be reached ({type(exc).__name__}: {exc}); retry later"
-        ) from exc
-
-
 def check_track_id(track_id: str) -> str:
     """Returns ``track_id`` if it is well-formed.
 
@@ -580,7 +566,7 @@ class Catalog:
         Raises:
             Unavailable: Redis cannot be reached.
         """
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             await self._redis.ping()
 
     async def check_store(self) -> None:
@@ -636,7 +622,7 @@ class Catalog:
                 f"{self._limits.max_bytes / 2**20:.0f} MiB"
             )
         digest = content_hash(data)
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             existing = await self._redis.hgetall(self.keys.track(track_id))
         if existing.get("content_hash") == digest:
             # Cheap path for re-submitted folders: no decode, no write.
@@ -653,7 +639,7 @@ class Catalog:
             submitted_at=now(),
             metadata={**clean, "duration_seconds": facts.duration_seconds},
         )
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             result = await self._write(record)
         logger.info(
             "track %s %s (%s, %.1f s)%s",
@@ -710,7 +696,7 @@ class Catalog:
             Unavailable: Redis cannot be reached.
         """
         check_track_id(track_id)
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             data = await self._redis.hgetall(self.keys.track(track_id))
         if not data:
             raise NotFound(f"track {track_id!r} is not in the catalog")
@@ -723,7 +709,7 @@ class Catalog:
         track's *current* audio.
         """
         versions = sorted(await self._versions.active())
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             done = await self._redis.hgetall(self.keys.embedded(record.track_id))
         return [(v, done.get(v) == record.content_hash) for v in versions]
 
@@ -733,7 +719,7 @@ class Catalog:
         Raises:
             Unavailable: Redis cannot be reached.
         """
-        async with reaching_redis(), self._redis.pipeline(transaction=False) as pipe:
+        async with reaching_redis(_REDIS), self._redis.pipeline(transaction=False) as pipe:
             for track_id in track_ids:
                 pipe.hgetall(self.keys.embedded(track_id))
             replies = await pipe.execute()
@@ -763,7 +749,7 @@ class Catalog:
         for record in written:
             keys += [self.keys.track(record.track_id), self.keys.embedded(record.track_id)]
         args = [version, *(record.content_hash for record in written)]
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             replies = await self._mark_embedded(keys=keys, args=args)
         return [bool(reply) for reply in replies]
 
@@ -782,7 +768,7 @@ class Catalog:
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise InvalidArgument(f"page_size {page_size} is out of range 1..{MAX_PAGE_SIZE}")
         start = f"({decode_page_token(page_token)}" if page_token else "-"
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             # One id more than the page tells whether another page follows.
             ids = await self._redis.zrangebylex(self.keys.index, start, "+", 0, size + 1)
             page_ids = ids[:size]
@@ -830,7 +816,7 @@ class Catalog:
             Unavailable: Redis cannot be reached.
         """
         keys = self.keys
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             length = await self._redis.xlen(keys.stream)
             dead = await self._redis.xlen(keys.dead_letters)
             try:
@@ -868,7 +854,7 @@ class Catalog:
         count = limit or DEFAULT_PAGE_SIZE
         if not 1 <= count <= MAX_PAGE_SIZE:
             raise InvalidArgument(f"limit {limit} is out of range 1..{MAX_PAGE_SIZE}")
-        async with reaching_redis():
+        async with reaching_redis(_REDIS):
             entries = await self._redis.xrevrange(self.keys.dead_letters, "+", "-", count)
         return [DeadLetter.from_entry(entry_id, fields) for entry_id, fields in entries]
 
@@ -888,7 +874,7 @@ class Catalog:
         """
         check_entry_id(entry_id)
         dead_key = self.keys.dead_letters
-        async with reaching_redis(), self._redis.pipeline(transaction=True) as pipe:
+        async with reaching_redis(_REDIS), self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(dead_key)
@@ -921,7 +907,7 @@ class Catalog:
 
 async def ensure_group(client: aioredis.Redis, keys: CatalogKeys) -> None:
     """Creates the ingest stream and consumer group (from the stream's start) if missing."""
-    async with reaching_redis():
+    async with reaching_redis(_REDIS):
         try:
             await client.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:

@@ -31,27 +31,25 @@ reached.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import enum
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from services.common.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    Unavailable,
 )
+from services.common.redis_errors import reaching_redis, redis_address
 
 DEFAULT_PREFIX = "hearby:{control}"
 # types.proto: an encoder version is named by 1..64 characters from [a-z0-9_-].
@@ -439,28 +437,11 @@ class VersionRegistry:
         self._register = client.register_script(_REGISTER)
         self._transition = client.register_script(_TRANSITION)
         self._set_default = client.register_script(_SET_DEFAULT)
-        kwargs = client.connection_pool.connection_kwargs
-        # Named in Unavailable errors; host and port only, never the password.
-        self._where = f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        # Named in Unavailable errors.
+        self._where = f"the version registry's Redis at {redis_address(client)}"
 
     def _key(self, name: str) -> str:
         return f"{self._prefix}:version:{name}"
-
-    @contextlib.asynccontextmanager
-    async def _reaching_redis(self) -> AsyncIterator[None]:
-        """Turns "cannot reach Redis" into Unavailable; other Redis errors are bugs."""
-        try:
-            yield
-        except (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            # A replica that was just promoted or demoted refuses writes for a moment.
-            redis.exceptions.ReadOnlyError,
-        ) as exc:
-            raise Unavailable(
-                f"the version registry's Redis at {self._where} cannot be reached "
-                f"({type(exc).__name__}: {exc}); retry later"
-            ) from exc
 
     async def ping(self) -> None:
         """Returns when Redis answers (the health probe).
@@ -468,7 +449,7 @@ class VersionRegistry:
         Raises:
             Unavailable: Redis cannot be reached.
         """
-        async with self._reaching_redis():
+        async with reaching_redis(self._where):
             await self._redis.ping()
 
     async def register(self, name: str, manifest_json: str) -> tuple[Version, bool]:
@@ -502,7 +483,7 @@ class VersionRegistry:
         }
         args = [name, canonical_json(facts.manifest), self.events_channel]
         args += [item for pair in fields.items() for item in pair]
-        async with self._reaching_redis():
+        async with reaching_redis(self._where):
             reply = await self._register(keys=[self._key(name), self._index], args=args)
         if reply[0] == "different":
             raise AlreadyExists(
@@ -519,7 +500,7 @@ class VersionRegistry:
             NotFound: No such version.
         """
         check_version_name(name)
-        async with self._reaching_redis(), self._redis.pipeline(transaction=True) as pipe:
+        async with reaching_redis(self._where), self._redis.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._key(name))
             pipe.get(self._default)
             data, default = await pipe.execute()
@@ -534,7 +515,7 @@ class VersionRegistry:
             statuses: Only versions in these states; empty means all.
         """
         wanted = set(statuses)
-        async with self._reaching_redis():
+        async with reaching_redis(self._where):
             names = await self._redis.zrange(self._index, 0, -1)
             async with self._redis.pipeline(transaction=True) as pipe:
                 for name in names:
@@ -562,7 +543,7 @@ class VersionRegistry:
         check_version_name(name)
         args = [name, " ".join(s.value for s in allowed), new.value, event, self.events_channel]
         args += [item for pair in (fields or {}).items() for item in pair]
-        async with self._reaching_redis():
+        async with reaching_redis(self._where):
             reply = await self._transition(keys=[self._key(name), self._default], args=args)
         if reply[0] == "missing":
             raise NotFound(f"version {name!r} is not registered")
@@ -670,7 +651,7 @@ class VersionRegistry:
             FailedPrecondition: It is not READY.
         """
         check_version_name(name)
-        async with self._reaching_redis():
+        async with reaching_redis(self._where):
             reply = await self._set_default(
                 keys=[self._key(name), self._default], args=[name, self.events_channel]
             )
@@ -689,7 +670,7 @@ class VersionRegistry:
         Raises:
             NotFound: No default is set yet.
         """
-        async with self._reaching_redis():
+        async with reaching_redis(self._where):
             name = await self._redis.get(self._default)
         if name is None:
             raise NotFound("no default version is set; call SetDefaultVersion with a READY one")
