@@ -1,9 +1,17 @@
-"""Builds and runs the control service: the version registry over Redis, behind gRPC."""
+"""Builds and runs the control service: the version registry over Redis, behind gRPC.
+
+With ``lifecycle`` on (the default) the service also drives every registered version
+through load, backfill and retirement (:mod:`services.control.lifecycle`), reaching the
+embedder, the vector store and the catalog's Redis as the other services do.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import grpc
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -41,15 +49,101 @@ def binding(
     """The ControlService binding for the common bootstrap."""
     return ServiceBinding(
         control_pb2.DESCRIPTOR.services_by_name["ControlService"],
-        ControlServicer(registry, hooks, settings.model_repository),
+        ControlServicer(registry, hooks, settings.model_repositories),
         control_pb2_grpc.add_ControlServiceServicer_to_server,
     )
+
+
+@dataclass
+class Lifecycle:
+    """The lifecycle hooks with the clients they own.
+
+    Args:
+        hooks: The running :class:`~services.control.lifecycle.VersionLifecycle`.
+        close: Stops its tasks and closes its clients.
+    """
+
+    hooks: LifecycleHooks
+    close: Callable[[], Awaitable[None]]
+
+
+async def build_lifecycle(settings: ControlSettings, registry: VersionRegistry) -> Lifecycle:
+    """Connects the lifecycle to the embedder, vector store and catalog, and starts it.
+
+    Unfinished versions resume at once (their backfills from the recorded cursor); every
+    client connects lazily, so a dependency that is down only delays the work.
+    """
+    # Imported here: a registry-only control service (lifecycle off) does not need torch,
+    # Milvus or the catalog.
+    from services.catalog.audio_store import AudioStore
+    from services.catalog.server import catalog_keys
+    from services.catalog.server import connect_redis as connect_catalog_redis
+    from services.catalog.settings import CatalogSettings
+    from services.catalog.tracks import Catalog, RegistryVersions
+    from services.control.lifecycle import LifecycleOptions, VersionLifecycle
+    from services.embedder.client import EmbedderClient
+    from services.embedder.settings import EmbedderSettings
+    from services.embedder.versions import VersionManager
+    from services.vectorstore.client import VectorStoreClient
+
+    embedder_settings = EmbedderSettings()
+    catalog_settings = CatalogSettings()
+    catalog_redis = connect_catalog_redis(catalog_settings)
+    catalog = Catalog(
+        catalog_redis,
+        AudioStore(catalog_settings.audio_store),
+        RegistryVersions(registry),
+        keys=catalog_keys(catalog_settings),
+    )
+    channel = grpc.aio.insecure_channel(settings.vectorstore_address)
+    loader = VersionManager(
+        embedder_settings.triton_url, load_timeout_s=embedder_settings.load_timeout_seconds
+    )
+    embedder = EmbedderClient(
+        embedder_settings.triton_url,
+        timeout_s=embedder_settings.request_timeout_seconds,
+        max_batch=embedder_settings.max_batch,
+        # Bounded by the backfill's concurrency: the versions already serving share Triton.
+        concurrency=settings.backfill_concurrency,
+        hop_seconds=embedder_settings.hop_seconds,
+        repository=embedder_settings.model_repository,
+    )
+    lifecycle = VersionLifecycle(
+        registry,
+        loader,
+        embedder,
+        VectorStoreClient(channel, settings.rpc_timeout_seconds),
+        catalog,
+        LifecycleOptions(
+            page_size=settings.backfill_page_size,
+            concurrency=settings.backfill_concurrency,
+            retry_initial_seconds=settings.retry_initial_seconds,
+            retry_max_seconds=settings.retry_max_seconds,
+            reconcile_interval_seconds=settings.reconcile_interval_seconds,
+        ),
+    )
+    lifecycle.start_reconciler()
+    logger.info(
+        "lifecycle on: embedder %s, vector store %s, catalog Redis %s",
+        embedder_settings.triton_url,
+        settings.vectorstore_address,
+        catalog_settings.key_prefix,
+    )
+
+    async def close() -> None:
+        await lifecycle.close()
+        await embedder.close()
+        await loader.close()
+        await channel.close()
+        await catalog_redis.aclose()
+
+    return Lifecycle(lifecycle, close)
 
 
 async def start(
     settings: ControlSettings, hooks: LifecycleHooks | None = None
 ) -> tuple[RunningServer, aioredis.Redis]:
-    """Starts the service in this event loop (tests, embedding in ``hearby up``).
+    """Starts the service in this event loop (tests, embedding in other processes).
 
     Returns:
         The running server and its Redis client; stop the server, then ``aclose`` the client.
@@ -63,18 +157,34 @@ async def start(
 
 
 async def run(settings: ControlSettings, hooks: LifecycleHooks | None = None) -> None:
-    """Serves until SIGTERM/SIGINT, then stops gracefully and closes the Redis client."""
+    """Serves until SIGTERM/SIGINT, then stops gracefully and closes its clients.
+
+    Args:
+        settings: The service's settings.
+        hooks: Lifecycle hooks to use; None builds the real lifecycle when
+            ``settings.lifecycle`` is on.
+    """
     client = connect_redis(settings)
     registry = VersionRegistry(client, settings.key_prefix)
+    lifecycle: Lifecycle | None = None
+    if hooks is None and settings.lifecycle:
+        lifecycle = await build_lifecycle(settings, registry)
+        hooks = lifecycle.hooks
     if hooks is None:
         logger.info(
-            "no lifecycle hooks wired: versions are only recorded; loaders and backfill jobs "
-            "follow the registry (events on %s)",
+            "lifecycle off: versions are only recorded; loaders and backfill jobs follow the "
+            "registry (events on %s)",
             registry.events_channel,
         )
+
+    async def close() -> None:
+        if lifecycle is not None:
+            await lifecycle.close()
+        await client.aclose()
+
     await serve(
         settings,
         [binding(registry, settings, hooks)],
         probes={"redis": registry.ping},
-        on_shutdown=client.aclose,
+        on_shutdown=close,
     )

@@ -10,16 +10,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hearby.control.v1 import control_pb2, control_pb2_grpc
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument
 from services.control.registry import (
-    MANIFEST_FILE,
     LifecycleHooks,
     LocalityScore,
     Version,
@@ -27,6 +26,7 @@ from services.control.registry import (
     VersionStatus,
     check_version_name,
 )
+from services.control.repositories import find_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -120,34 +120,29 @@ class ControlServicer(control_pb2_grpc.ControlServiceServicer):
 
     Args:
         registry: The Redis-backed version registry.
-        hooks: Starts loading/backfilling a registered version and unloads a retired one;
-            None until the embedder and backfill job are wired in (then the registry only
-            records state, and reconcilers follow its events channel).
-        model_repository: If given, RegisterVersion refuses (NOT_FOUND) a version whose
-            folder is not in this model repository.
+        hooks: Starts loading/backfilling a registered version and unloads a retired one
+            (:class:`~services.control.lifecycle.VersionLifecycle`); None only records
+            state (reconcilers elsewhere follow the registry's events channel).
+        model_repositories: If given, RegisterVersion refuses (NOT_FOUND) a version that
+            none of these model repositories holds.
     """
 
     def __init__(
         self,
         registry: VersionRegistry,
         hooks: LifecycleHooks | None = None,
-        model_repository: Path | None = None,
+        model_repositories: Sequence[Path] = (),
     ) -> None:
         self._registry = registry
         self._hooks = hooks
-        self._repository = model_repository
+        self._repositories = tuple(model_repositories)
 
     async def RegisterVersion(
         self, request: control_pb2.RegisterVersionRequest, context: grpc.aio.ServicerContext
     ) -> control_pb2.RegisterVersionResponse:
         """Registers a published version as PUBLISHED and starts loading it."""
-        if self._repository is not None:
-            path = self._repository / check_version_name(request.name) / MANIFEST_FILE
-            if not path.is_file():
-                raise NotFound(
-                    f"version {request.name!r} is not in the model repository "
-                    f"{self._repository}; run `hearby publish` first"
-                )
+        if self._repositories:
+            find_manifest(self._repositories, check_version_name(request.name))
         version, created = await self._registry.register(request.name, request.manifest_json)
         if created:
             logger.info("registered version %s (%s)", version.name, version.recipe)

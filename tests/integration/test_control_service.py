@@ -102,6 +102,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
                 "HEARBY_CONTROL_REDIS_URL": redis_server.url,
                 "HEARBY_CONTROL_MODEL_REPOSITORY": str(repository),
                 "HEARBY_CONTROL_LOG_FORMAT": "text",
+                # The tests play the backfill job themselves (Stack.backfill).
+                "HEARBY_CONTROL_LIFECYCLE": "false",
             },
             start_timeout=60,
         )

@@ -46,7 +46,7 @@ async def _serve(
 ) -> AsyncIterator[control_pb2_grpc.ControlServiceStub]:
     binding = ServiceBinding(
         pb.DESCRIPTOR.services_by_name["ControlService"],
-        ControlServicer(registry, hooks, repository),
+        ControlServicer(registry, hooks, [repository] if repository else []),
         control_pb2_grpc.add_ControlServiceServicer_to_server,
     )
     running = await start_server(ControlSettings(port=0, metrics_port=0), [binding])

@@ -17,7 +17,11 @@ def _clean_environment(monkeypatch):
         "HEARBY_CONTROL_REDIS_URL",
         "HEARBY_MODEL_REPOSITORY",
         "HEARBY_CONTROL_MODEL_REPOSITORY",
+        "HEARBY_MODEL_REPOSITORIES",
+        "HEARBY_CONTROL_MODEL_REPOSITORIES",
         "HEARBY_CONTROL_PORT",
+        "HEARBY_VECTORSTORE_ADDRESS",
+        "HEARBY_CONTROL_VECTORSTORE_ADDRESS",
     ):
         monkeypatch.delenv(key, raising=False)
 
@@ -27,7 +31,10 @@ def test_settings_defaults_serve_on_the_control_port_with_a_local_redis():
     assert settings.port == DEFAULT_PORT == 50051
     assert settings.redis_url == "redis://127.0.0.1:6379/0"
     assert settings.key_prefix == "hearby:{control}"
-    assert settings.model_repository is None
+    assert settings.model_repositories == ()
+    assert settings.lifecycle is True
+    assert settings.vectorstore_address == "127.0.0.1:50052"
+    assert (settings.backfill_page_size, settings.backfill_concurrency) == (64, 2)
 
 
 def test_settings_read_the_shared_redis_url_and_repository(monkeypatch):
@@ -35,11 +42,27 @@ def test_settings_read_the_shared_redis_url_and_repository(monkeypatch):
     monkeypatch.setenv("HEARBY_MODEL_REPOSITORY", "/models")
     monkeypatch.setenv("HEARBY_CONTROL_PORT", "6000")
     settings = ControlSettings()
-    assert (settings.redis_url, settings.model_repository, settings.port) == (
+    assert (settings.redis_url, settings.model_repositories, settings.port) == (
         "redis://shared:6379/2",
-        Path("/models"),
+        (Path("/models"),),
         6000,
     )
+
+
+def test_settings_read_several_repositories_and_the_lifecycle_switches(monkeypatch):
+    monkeypatch.setenv("HEARBY_MODEL_REPOSITORIES", "/bundled:/published")
+    monkeypatch.setenv("HEARBY_VECTORSTORE_ADDRESS", "vectors:50052")
+    monkeypatch.setenv("HEARBY_CONTROL_LIFECYCLE", "false")
+    settings = ControlSettings()
+    assert settings.model_repositories == (Path("/bundled"), Path("/published"))
+    assert settings.vectorstore_address == "vectors:50052"
+    assert settings.lifecycle is False
+
+
+def test_settings_refuse_a_backfill_page_over_the_vector_store_batch_limit(monkeypatch):
+    monkeypatch.setenv("HEARBY_CONTROL_BACKFILL_PAGE_SIZE", "1001")
+    with pytest.raises(ValidationError, match="backfill_page_size"):
+        ControlSettings()
 
 
 def test_settings_prefer_the_control_specific_variables(monkeypatch):
