@@ -24,7 +24,8 @@ import torch
 
 from services.common.audio import load, windows
 from services.common.errors import AlreadyExists, InvalidArgument
-from services.embedder.model_repository import ModelSpec, check_version_name, write_version
+from services.common.names import check_version_name
+from services.embedder.model_repository import ModelSpec, write_version
 from trainer.checkpoint import CHECKPOINT, load_run
 from trainer.corpus.loader import load_corpus
 from trainer.evaluate import evaluate_run

@@ -52,13 +52,12 @@ import soundfile as sf
 from services.catalog.audio_store import AudioStore, content_hash, read_uri
 from services.common.audio import AudioLimits, decode_checked
 from services.common.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from services.common.names import TRACK_ID, check_track_id
 from services.common.redis_errors import reaching_redis
 from services.control.registry import Version, VersionStatus
 
 logger = logging.getLogger(__name__)
 
-# types.proto: track ids are 1..128 characters from [A-Za-z0-9._:-].
-TRACK_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # How Unavailable errors name the catalog's store.
 _REDIS = "the catalog's Redis"
 # Redis stream entry ids: <milliseconds>-<sequence>.
@@ -394,20 +393,6 @@ class AudioFacts:
 def now() -> dt.datetime:
     """The current time in UTC (microsecond resolution)."""
     return dt.datetime.fromtimestamp(time.time_ns() // 1000 / 1_000_000, dt.UTC)
-
-
-def check_track_id(track_id: str) -> str:
-    """Returns ``track_id`` if it is well-formed.
-
-    Raises:
-        InvalidArgument: Not 1..128 characters from [A-Za-z0-9._:-].
-    """
-    if not TRACK_ID.fullmatch(track_id):
-        raise InvalidArgument(
-            f"track_id {track_id[:140]!r} is malformed: use 1..128 characters from "
-            "A-Z a-z 0-9 . _ : -"
-        )
-    return track_id
 
 
 def check_entry_id(entry_id: str) -> str:

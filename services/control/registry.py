@@ -35,7 +35,6 @@ import datetime as dt
 import enum
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +48,10 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.common.names import check_version_name
 from services.common.redis_errors import reaching_redis, redis_address
 
 DEFAULT_PREFIX = "hearby:{control}"
-# types.proto: an encoder version is named by 1..64 characters from [a-z0-9_-].
-VERSION_NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
 # A manifest holds config, provenance and evaluation: a few KiB. Anything near this limit
 # is a mistake (e.g. embeddings pasted in), and it would be copied into every GetVersion.
 MAX_MANIFEST_BYTES = 1024 * 1024
@@ -168,19 +166,6 @@ class LifecycleHooks(Protocol):
 
     async def retire(self, version: Version, drop_collection: bool) -> None:
         """Unloads ``version`` from the embedder; drops its collection if asked."""
-
-
-def check_version_name(name: str) -> str:
-    """Returns ``name`` if it is a valid version name.
-
-    Raises:
-        InvalidArgument: It is not; the message gives the rule.
-    """
-    if not VERSION_NAME.match(name):
-        raise InvalidArgument(
-            f"version name {name!r} is invalid: use 1-64 characters of a-z, 0-9, '_' and '-'"
-        )
-    return name
 
 
 def canonical_json(value: Any) -> str:

@@ -14,7 +14,6 @@ NVIDIA's Triton image in Kubernetes.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,11 @@ from typing import Any
 
 import torch
 
-from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.common.errors import AlreadyExists, NotFound
+from services.common.names import check_version_name
 
 INPUT_NAME = "audio"
 OUTPUT_NAME = "embedding"
-VERSION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _SERVER_CODE = Path(__file__).with_name("triton_model.py")
 
 
@@ -58,20 +57,6 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         check_version_name(self.name)
-
-
-def check_version_name(name: str) -> str:
-    """Returns ``name`` if it is a valid version name.
-
-    Raises:
-        InvalidArgument: It is not; the message gives the rule.
-    """
-    if not VERSION_NAME.match(name):
-        raise InvalidArgument(
-            f"version name {name!r} is invalid: use 1-64 characters of a-z, 0-9, "
-            "'_' and '-', starting with a letter or digit"
-        )
-    return name
 
 
 def config_pbtxt(spec: ModelSpec) -> str:

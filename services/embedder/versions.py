@@ -19,8 +19,8 @@ from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from services.common.errors import DeadlineExceeded, FailedPrecondition, NotFound
+from services.common.names import check_version_name
 from services.embedder.client import domain_error
-from services.embedder.model_repository import check_version_name
 
 logger = logging.getLogger(__name__)
 

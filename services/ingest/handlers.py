@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import redis.exceptions
 
-from services.catalog.tracks import TRACK_ID, DeadLetter, IngestJob, TrackRecord
+from services.catalog.tracks import DeadLetter, IngestJob, TrackRecord
 from services.common.audio import AudioError, decode
 from services.common.errors import HearbyError
+from services.common.names import TRACK_ID
 from services.vectorstore.store import TrackMetadata, VectorRecord
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")

@@ -39,6 +39,7 @@ from services.common.errors import (
     NotFound,
     Unavailable,
 )
+from services.common.names import VERSION_NAME, check_track_id, check_version_name
 from services.vectorstore import filters
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ MAX_K = 1000
 MAX_DIMENSION = 4096
 UNIT_TOLERANCE = 1e-3
 MAX_EXTRA_VALUE_CHARS = 256
-VERSION_RE = re.compile(r"[a-z0-9_-]{1,64}")
-TRACK_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 EXTRA_KEY_RE = re.compile(r"[a-z0-9_]{1,64}")
 # Milvus VARCHAR columns need a maximum length (in UTF-8 bytes); labels longer than this
 # are refused rather than cut. Milvus Lite does not enforce it, a standalone does.
@@ -217,19 +216,6 @@ class Store(Protocol):
 # --- validation (pure; the contract's limits) -------------------------------------------
 
 
-def check_version(version: str) -> str:
-    """Returns ``version`` if it is a valid encoder version name.
-
-    Raises:
-        InvalidArgument: It is not; the message gives the rule.
-    """
-    if not VERSION_RE.fullmatch(version):
-        raise InvalidArgument(
-            f"version {version!r} is invalid: use 1-64 characters of a-z, 0-9, '_' and '-'"
-        )
-    return version
-
-
 def check_track_ids(track_ids: Sequence[str], what: str = "track_ids", minimum: int = 1) -> None:
     """Checks the count (``minimum``..1024) and the grammar of each id.
 
@@ -241,11 +227,7 @@ def check_track_ids(track_ids: Sequence[str], what: str = "track_ids", minimum: 
             f"{what} has {len(track_ids)} ids; send {minimum} to {MAX_ITEMS} per call"
         )
     for i, track_id in enumerate(track_ids):
-        if not TRACK_ID_RE.fullmatch(track_id):
-            raise InvalidArgument(
-                f"{what}[{i}] {track_id!r} is not a valid track id: use 1-128 characters "
-                "of A-Z, a-z, 0-9, '.', '_', ':' and '-'"
-            )
+        check_track_id(track_id, f"{what}[{i}]")
 
 
 def check_k(k: int) -> None:
@@ -322,7 +304,7 @@ def collection_name(version: str) -> str:
     Raises:
         InvalidArgument: ``version`` is not a valid version name.
     """
-    check_version(version)
+    check_version_name(version)
     return COLLECTION_PREFIX + version.replace("_", "__").replace("-", "_d")
 
 
@@ -342,7 +324,7 @@ def version_of(name: str) -> str | None:
         out.append(escape)
         i += 2
     version = "".join(out)
-    return version if VERSION_RE.fullmatch(version) else None
+    return version if VERSION_NAME.fullmatch(version) else None
 
 
 def _distinct(ids: Iterable[str]) -> list[str]:
@@ -763,7 +745,7 @@ class VectorStore:
             InvalidArgument: 0 or more than 1024 records, a bad id, embedding or label.
             NotFound: The version has no collection.
         """
-        check_version(version)
+        check_version_name(version)
         if not 1 <= len(records) <= MAX_ITEMS:
             raise InvalidArgument(
                 f"records has {len(records)} items; send 1 to {MAX_ITEMS} per call"
@@ -787,7 +769,7 @@ class VectorStore:
         Returns:
             Rows that existed and were deleted.
         """
-        check_version(version)
+        check_version_name(version)
         check_track_ids(track_ids)
         name = collection_name(version)
         await self._dimension(version)
@@ -807,7 +789,7 @@ class VectorStore:
         Returns:
             The found rows in request order and the missing ids.
         """
-        check_version(version)
+        check_version_name(version)
         check_track_ids(track_ids)
         name = collection_name(version)
         await self._dimension(version)
@@ -834,7 +816,7 @@ class VectorStore:
             InvalidArgument: Bad version or filter.
             NotFound: The version has no collection.
         """
-        check_version(version)
+        check_version_name(version)
         expression = filters.compile_filter(filter_expression, self._options.max_filter_length)
         await self._dimension(version)
         return await self._count(version, expression)
@@ -849,7 +831,7 @@ class VectorStore:
                 neither of embedding and track_id set.
             NotFound: The version has no collection, or the query track is not stored.
         """
-        check_version(query.version)
+        check_version_name(query.version)
         check_k(query.k)
         check_track_ids(query.exclude_track_ids, "exclude_track_ids", minimum=0)
         expression = filters.conjunction(

@@ -227,7 +227,7 @@ def _bad_requests(vector: list[float]) -> list[tuple[str, object, grpc.StatusCod
             invalid,
             "not a valid track id",
         ),
-        ("Count", pb.CountRequest(version="Codes!"), invalid, "version 'Codes!' is invalid"),
+        ("Count", pb.CountRequest(version="Codes!"), invalid, "version name 'Codes!' is invalid"),
         (
             "CreateCollection",
             pb.CreateCollectionRequest(version="codes", dimension=0),

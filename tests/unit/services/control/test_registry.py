@@ -96,13 +96,13 @@ async def test_register_accepts_the_window_in_seconds(registry):
     assert version.window_seconds == 2.5
 
 
-@pytest.mark.parametrize("name", ["", "A", "a b", "a/b", "a.b", "é", "a" * 65])
+@pytest.mark.parametrize("name", ["", "A", "a b", "a/b", "a.b", "é", "a" * 65, "_x", "-"])
 async def test_register_rejects_a_malformed_name(registry, name):
     with pytest.raises(InvalidArgument, match="a-z, 0-9"):
         await registry.register(name, manifest_json(name))
 
 
-@pytest.mark.parametrize("name", ["a", "_x", "-", "ts-ps_2026-11-20", "z" * 64])
+@pytest.mark.parametrize("name", ["a", "x_", "0-", "ts-ps_2026-11-20", "z" * 64])
 async def test_register_accepts_every_name_the_contract_allows(registry, name):
     version, _ = await registry.register(name, manifest_json(name))
     assert version.name == name

@@ -31,7 +31,6 @@ from services.vectorstore.store import (
     check_k,
     check_metadata,
     check_track_ids,
-    check_version,
     collection_name,
     version_of,
 )
@@ -88,17 +87,6 @@ async def filled(store):
 # --- validation and naming (no Milvus) ----------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["a", "ts-ps-2026-11-20", "x_1", "-", "_", "a" * 64])
-def test_check_version_accepts_the_contract_grammar(version):
-    assert check_version(version) == version
-
-
-@pytest.mark.parametrize("version", ["", "A", "a.b", "a b", "é", "a" * 65, "a/b"])
-def test_check_version_rejects_names_outside_the_grammar(version):
-    with pytest.raises(InvalidArgument, match="1-64 characters"):
-        check_version(version)
-
-
 def test_check_track_ids_names_the_bad_id_and_enforces_the_count():
     check_track_ids(["a", "B.9:_-x", "x" * 128])
     with pytest.raises(InvalidArgument, match=r"track_ids\[1\] 'b c' is not a valid track id"):
@@ -151,7 +139,8 @@ def test_collection_name_is_a_valid_milvus_name_and_injective_over_short_version
     versions = [""]
     for _ in range(4):
         versions += [v + c for v in versions if len(v) < 4 for c in alphabet]
-    versions = sorted({v for v in versions if v})
+    # Version names start with a letter or digit (services/common/names.py).
+    versions = sorted({v for v in versions if v and v[0] not in "_-"})
     names = {}
     for version in versions:
         name = collection_name(version)
@@ -160,11 +149,11 @@ def test_collection_name_is_a_valid_milvus_name_and_injective_over_short_version
         names[name] = version
     assert len(names) == len(versions)
     assert collection_name("ts-ps-2026-11-20") == "hearby_v_ts_dps_d2026_d11_d20"
-    assert len(collection_name("-" * 64)) <= 255
+    assert len(collection_name("a" + "-" * 63)) <= 255
 
 
 @pytest.mark.parametrize(
-    "name", ["other", "hearby_v_", "hearby_v_a_x", "hearby_v_a_", "hearby_v_A"]
+    "name", ["other", "hearby_v_", "hearby_v_a_x", "hearby_v_a_", "hearby_v_A", "hearby_v__dx"]
 )
 def test_version_of_ignores_collections_that_are_not_ours(name):
     assert version_of(name) is None
@@ -490,7 +479,7 @@ async def test_search_rejects_bad_queries(filled):
         (SearchQuery(VERSION, 1), "exactly one of embedding and track_id"),
         (SearchQuery(VERSION, 1, embedding=vector, filter="genre = 1"), "position 7"),
         (SearchQuery(VERSION, 1, embedding=vector, exclude_track_ids=["a b"]), "exclude_track"),
-        (SearchQuery("Bad", 1, embedding=vector), "version 'Bad' is invalid"),
+        (SearchQuery("Bad", 1, embedding=vector), "version name 'Bad' is invalid"),
     ]
     for query, message in bad:
         with pytest.raises(InvalidArgument, match=re.escape(message)):
