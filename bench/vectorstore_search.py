@@ -30,13 +30,8 @@ from pymilvus import MilvusClient
 from services.common.processes import ManagedProcess, free_port
 from services.vectorstore import filters
 from services.vectorstore.client import VectorStoreClient
-from services.vectorstore.store import (
-    METADATA_FIELDS,
-    VECTOR_FIELD,
-    TrackMetadata,
-    VectorRecord,
-    collection_name,
-)
+from services.vectorstore.records import TrackMetadata, VectorRecord
+from services.vectorstore.store import METADATA_FIELDS, VECTOR_FIELD, collection_name
 
 VERSION = "bench"
 GENRES = tuple(f"g{i}" for i in range(8))

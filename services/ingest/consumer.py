@@ -57,7 +57,7 @@ from services.embedder.settings import EmbedderSettings
 from services.ingest import handlers
 from services.ingest.settings import IngestSettings
 from services.vectorstore.client import VectorStoreClient
-from services.vectorstore.store import VectorRecord
+from services.vectorstore.records import VectorRecord
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from services.catalog.tracks import DeadLetter, IngestJob, TrackRecord
 from services.common.audio import AudioError, decode
 from services.common.errors import HearbyError
 from services.common.names import TRACK_ID
-from services.vectorstore.store import TrackMetadata, VectorRecord
+from services.vectorstore.records import TrackMetadata, VectorRecord
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Status codes (domain errors' ``status``, or a gRPC error's code name) that say the input

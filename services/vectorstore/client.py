@@ -1,6 +1,6 @@
 """Typed async client of ``VectorStoreService``, and a smoke CLI.
 
-Returns the domain objects of :mod:`services.vectorstore.store` (``SearchResult``,
+Returns the domain objects of :mod:`services.vectorstore.records` (``SearchResult``,
 ``GetResult``, ``CollectionInfo``; embeddings as float32 numpy arrays) and raises the
 domain errors of ``services/common/errors.py`` (InvalidArgument, NotFound, Unavailable,
 ...) for the status codes the service returns, so callers never handle protos or
@@ -28,13 +28,7 @@ from hearby.common.v1 import types_pb2
 from hearby.vectorstore.v1 import vectorstore_pb2 as pb
 from hearby.vectorstore.v1 import vectorstore_pb2_grpc
 from services.common import errors, rpc
-from services.vectorstore.servicer import (
-    metadata_from_proto,
-    record_from_proto,
-    record_to_proto,
-)
-from services.vectorstore.settings import DEFAULT_PORT
-from services.vectorstore.store import (
+from services.vectorstore.records import (
     CollectionInfo,
     GetResult,
     SearchHit,
@@ -42,6 +36,12 @@ from services.vectorstore.store import (
     TrackMetadata,
     VectorRecord,
 )
+from services.vectorstore.servicer import (
+    metadata_from_proto,
+    record_from_proto,
+    record_to_proto,
+)
+from services.vectorstore.settings import DEFAULT_PORT
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 

@@ -6,19 +6,18 @@ raises become status codes in :mod:`services.common.interceptors`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import numpy as np
 
 from hearby.common.v1 import types_pb2
 from hearby.vectorstore.v1 import vectorstore_pb2 as pb
 from hearby.vectorstore.v1 import vectorstore_pb2_grpc
-from services.vectorstore.store import (
-    SearchHit,
-    SearchQuery,
-    Store,
-    TrackMetadata,
-    VectorRecord,
-)
+from services.vectorstore.records import SearchHit, SearchQuery, TrackMetadata, VectorRecord
+
+if TYPE_CHECKING:  # store.py imports pymilvus, which the client (importing this) must not need
+    from services.vectorstore.store import Store
 
 
 def metadata_from_proto(message: types_pb2.TrackMetadata) -> TrackMetadata:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings_base import ServiceSettings
-from services.vectorstore.store import StoreOptions
+
+if TYPE_CHECKING:  # store.py imports pymilvus; the client reads DEFAULT_PORT from here
+    from services.vectorstore.store import StoreOptions
 
 DEFAULT_PORT = 50052
 
@@ -61,6 +63,8 @@ class VectorStoreSettings(ServiceSettings):
 
     def store_options(self) -> StoreOptions:
         """The store's options from these settings."""
+        from services.vectorstore.store import StoreOptions
+
         return StoreOptions(
             uri=self.milvus_uri,
             token=self.milvus_token,

@@ -27,7 +27,7 @@ from hearby.vectorstore.v1 import vectorstore_pb2_grpc
 from services.common.errors import InvalidArgument, NotFound
 from services.common.processes import ManagedProcess, free_port
 from services.vectorstore.client import VectorStoreClient
-from services.vectorstore.store import TrackMetadata, VectorRecord
+from services.vectorstore.records import TrackMetadata, VectorRecord
 
 DIM = 32
 GENRES = ("rock", "jazz", "bossa", "chorale")

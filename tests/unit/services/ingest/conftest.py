@@ -25,7 +25,7 @@ from services.common.redis_server import RedisServer
 from services.embedder.client import TrackEmbedding
 from services.ingest.consumer import IngestWorker
 from services.ingest.settings import IngestSettings
-from services.vectorstore.store import VectorRecord
+from services.vectorstore.records import VectorRecord
 from tests.unit.services.catalog.support import StaticVersions
 
 DIMENSION = 8

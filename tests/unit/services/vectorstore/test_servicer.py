@@ -14,9 +14,7 @@ from hearby.vectorstore.v1 import vectorstore_pb2_grpc
 from services.common.bootstrap import start_server
 from services.common.errors import InvalidArgument, NotFound
 from services.common.settings_base import ServiceSettings
-from services.vectorstore.server import bindings
-from services.vectorstore.servicer import VectorStoreServicer
-from services.vectorstore.store import (
+from services.vectorstore.records import (
     CollectionInfo,
     GetResult,
     SearchHit,
@@ -25,6 +23,8 @@ from services.vectorstore.store import (
     TrackMetadata,
     VectorRecord,
 )
+from services.vectorstore.server import bindings
+from services.vectorstore.servicer import VectorStoreServicer
 
 
 class FakeStore:

@@ -17,14 +17,12 @@ from services.common.errors import AlreadyExists, InvalidArgument, NotFound, Una
 from services.common.processes import free_port
 from services.vectorstore import filters
 from services.vectorstore.filters import And, Compare, In, Node, Not, Or
+from services.vectorstore.records import SearchQuery, TrackMetadata, VectorRecord
 from services.vectorstore.store import (
     MAX_ITEMS,
     LiteDataInUse,
-    SearchQuery,
     StoreOptions,
     StoreStartupError,
-    TrackMetadata,
-    VectorRecord,
     VectorStore,
     WriteBatcher,
     check_embedding,
