@@ -13,6 +13,7 @@ sample is decoded, so a 2-hour upload is refused without decoding it.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +35,10 @@ _BLOCK_FRAMES = 1 << 16
 # means truncation.
 _MIN_DECODED_SHARE = {"MP3": 0.5}
 _DEFAULT_MIN_DECODED_SHARE = 0.9
+# soundfile quotes the file object in its messages ("Error opening <_io.BytesIO object at
+# 0x7f...>: ..."). Such text ends up in dead-letter reasons and API errors, where it means
+# nothing and differs on every run; messages name the input by ``name`` instead.
+_OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 class AudioError(InvalidArgument):
@@ -102,9 +107,19 @@ def _open_source(source: bytes | Path, name: str) -> BinaryIO | Path:
     return handle
 
 
+def _reason(exc: Exception) -> str:
+    """Why soundfile failed, in libsndfile's words, without file objects or paths."""
+    if isinstance(exc, sf.LibsndfileError):
+        # str() prefixes "Error opening <file object or path>: "; the bare reason is enough.
+        text = exc.error_string
+    else:
+        text = _OBJECT_REPR.sub("the input", str(exc))
+    return text.strip().rstrip(".")
+
+
 def _undecodable(name: str, exc: Exception) -> AudioError:
     return AudioError(
-        f"{name} could not be decoded ({exc}); supported formats are {SUPPORTED_FORMATS}"
+        f"{name} could not be decoded ({_reason(exc)}); supported formats are {SUPPORTED_FORMATS}"
     )
 
 
@@ -146,7 +161,8 @@ def _read_mono(sound: sf.SoundFile, max_frames: int, name: str, limit_s: float) 
             block = sound.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)  # (n, channels)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(
-                f"{name} is truncated or corrupt ({exc}); supported formats are {SUPPORTED_FORMATS}"
+                f"{name} is truncated or corrupt ({_reason(exc)}); supported formats are "
+                f"{SUPPORTED_FORMATS}"
             ) from exc
         if block.shape[0] == 0:
             break

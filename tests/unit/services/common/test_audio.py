@@ -128,6 +128,27 @@ def test_decode_checked_rejects_truncated_flac(keep):
         decode_checked(data[:cut], name="cut.flac")
 
 
+@pytest.mark.parametrize("cut", [60, 200, None])
+def test_decode_errors_name_the_input_and_the_reason_but_no_object_or_path(tmp_path, cut):
+    data = _encoded("FLAC", seconds=3.0)
+    payload = np.random.default_rng(1).bytes(5000) if cut is None else data[:cut]
+    path = tmp_path / "upload.flac"
+    path.write_bytes(payload)
+    for decoder in (decode, decode_checked):
+        for source in (payload, path):
+            with pytest.raises(AudioError) as refused:
+                decoder(source, name="track-7")
+            message = refused.value.message
+            assert message.startswith("track-7 "), message
+            assert " at 0x" not in message and "BytesIO" not in message, message
+            assert str(tmp_path) not in message and "Error opening" not in message, message
+
+
+def test_decode_reports_libsndfiles_reason_for_an_unknown_format():
+    with pytest.raises(AudioError, match=r"^noise could not be decoded \(Format not recognised\);"):
+        decode_checked(np.random.default_rng(0).bytes(5000), name="noise")
+
+
 def test_decode_checked_rejects_truncated_mp3_by_its_header_length():
     data = _encoded("MP3", seconds=4.0)
     with pytest.raises(AudioError, match=r"truncated: its header promises 4\.00 s"):
