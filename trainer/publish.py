@@ -25,7 +25,7 @@ import torch
 from services.common.audio import load, windows
 from services.common.errors import AlreadyExists, InvalidArgument
 from services.common.names import check_version_name
-from services.embedder.model_repository import ModelSpec, write_version
+from services.embedder.model_repository import ModelSpec, read_manifest, write_version
 from trainer.checkpoint import CHECKPOINT, load_run
 from trainer.corpus.loader import load_corpus
 from trainer.evaluate import evaluate_run
@@ -120,7 +120,7 @@ def publish(
     }
     spec = ModelSpec(name, cfg.model.sample_rate, cfg.model.window_samples, cfg.model.embedding_dim)
     folder = write_version(repository, spec, scripted, manifest)
-    return folder, json.loads((folder / "manifest.json").read_text())
+    return folder, read_manifest(repository, name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -50,12 +50,12 @@ from services.common.errors import (
 )
 from services.common.names import check_version_name
 from services.common.redis_errors import reaching_redis, redis_address
+from services.embedder import model_repository
 
 DEFAULT_PREFIX = "hearby:{control}"
 # A manifest holds config, provenance and evaluation: a few KiB. Anything near this limit
 # is a mistake (e.g. embeddings pasted in), and it would be copied into every GetVersion.
 MAX_MANIFEST_BYTES = 1024 * 1024
-MANIFEST_FILE = "manifest.json"  # per version folder, see services/embedder/model_repository.py
 
 
 class VersionStatus(enum.StrEnum):
@@ -298,20 +298,21 @@ def parse_manifest(name: str, manifest_json: str) -> ManifestFacts:
 
 
 def read_repository_manifest(repository: Path, name: str) -> str:
-    """The manifest JSON of version ``name`` in a model repository.
-
-    Reads the file directly instead of through ``services.embedder.model_repository``,
-    which imports torch: the control plane must start without it.
+    """The manifest JSON of version ``name`` in a model repository, for RegisterVersion.
 
     Raises:
-        InvalidArgument: ``name`` is not a valid version name.
+        InvalidArgument: ``name`` is not a valid version name, or the manifest file is
+            not JSON.
         NotFound: The repository has no such version.
     """
-    path = repository / check_version_name(name) / MANIFEST_FILE
     try:
-        return path.read_text()
-    except FileNotFoundError as exc:
-        raise NotFound(f"version {name!r} is not in the model repository {repository}") from exc
+        manifest = model_repository.read_manifest(repository, check_version_name(name))
+    except json.JSONDecodeError as exc:
+        # The service would refuse it the same way; say so before calling it.
+        raise InvalidArgument(
+            f"manifest of {name!r} in {repository} is not valid JSON: {exc}"
+        ) from exc
+    return json.dumps(manifest, sort_keys=True)
 
 
 # --- Lua scripts: each runs atomically inside Redis -----------------------------------------

@@ -17,15 +17,18 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from services.common.errors import AlreadyExists, NotFound
 from services.common.names import check_version_name
 
+if TYPE_CHECKING:  # only for write_version's signature; readers of the repository (the
+    # control plane, clients) must not need torch
+    import torch
+
 INPUT_NAME = "audio"
 OUTPUT_NAME = "embedding"
+MANIFEST_FILE = "manifest.json"
 _SERVER_CODE = Path(__file__).with_name("triton_model.py")
 
 
@@ -119,7 +122,7 @@ def write_version(
         "window_samples": spec.window_samples,
         "dimension": spec.dimension,
     }
-    (staging / "manifest.json").write_text(json.dumps(full_manifest, indent=2, sort_keys=True))
+    (staging / MANIFEST_FILE).write_text(json.dumps(full_manifest, indent=2, sort_keys=True))
     # Rename last, so Triton and readers never see a half-written version.
     staging.rename(target)
     return target
@@ -131,7 +134,7 @@ def read_manifest(repository: Path, name: str) -> dict[str, Any]:
     Raises:
         NotFound: No such version in the repository.
     """
-    path = repository / name / "manifest.json"
+    path = repository / name / MANIFEST_FILE
     if not path.exists():
         raise NotFound(f"version {name!r} is not in the model repository {repository}")
     return json.loads(path.read_text())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -174,6 +176,22 @@ def test_parse_manifest_reads_what_the_model_repository_writes(tiny_model_reposi
 def test_read_repository_manifest_raises_not_found_for_a_missing_version(tmp_path: Path):
     with pytest.raises(NotFound, match="'v9' is not in the model repository"):
         read_repository_manifest(tmp_path, "v9")
+
+
+def test_read_repository_manifest_refuses_a_bad_name_and_a_corrupt_manifest(tmp_path: Path):
+    with pytest.raises(InvalidArgument, match="is invalid"):
+        read_repository_manifest(tmp_path, "../v9")
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "manifest.json").write_text("{not json")
+    with pytest.raises(InvalidArgument, match=r"manifest of 'v1' in .* is not valid JSON"):
+        read_repository_manifest(tmp_path, "v1")
+
+
+def test_the_registry_and_the_repository_reader_import_without_torch():
+    # The control plane reads manifests through model_repository; it must start without
+    # torch (a fresh interpreter: this test process has torch loaded already).
+    probe = "import sys, services.control.registry; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], timeout=120).returncode == 0
 
 
 # --- reading ------------------------------------------------------------------------------
