@@ -27,6 +27,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "submit a folder of audio with labels to the catalog; queue status, dead letters",
     ),
     "publish": ("trainer.publish", "export a trained run as a version in the model repository"),
+    "up": (
+        "hearby.up",
+        "run the whole stack on this machine (redis, embedder, vectorstore, control, catalog, "
+        "ingest workers) until Ctrl-C",
+    ),
 }
 
 
