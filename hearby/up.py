@@ -430,15 +430,28 @@ class Stack:
         finally:
             pool.shutdown(wait=True)
 
-    def restart_worker(self, index: int) -> Part:
-        """Starts ingest worker ``index`` (1-based) again under its old consumer name.
+    def restart(self, name: str) -> Part:
+        """Stops one part (if it still runs) and starts it again with the same settings.
 
-        With its old name it resumes the entries it had not acknowledged at once.
+        An ingest worker comes back under its old consumer name, so it resumes the entries
+        it had not acknowledged at once.
+
+        Args:
+            name: ``control``, ``catalog``, ``vectorstore`` or ``ingest-<n>``.
+
+        Raises:
+            ValueError: The part cannot be restarted alone (redis, the embedder).
+            ProcessFailed: It did not come back; its log tail is quoted.
         """
-        old = self.parts[f"ingest-{index}"]
-        old.process.stop()
-        part = self._worker(index)
-        self.parts[part.name] = part
+        old = self.parts[name]
+        if name.startswith("ingest-"):
+            part = self._worker(int(name.removeprefix("ingest-")))
+        elif name in ("control", "catalog", "vectorstore"):
+            part = self._service(name, old.address, self.env())
+        else:
+            raise ValueError(f"{name} cannot be restarted alone; restart the stack")
+        old.process.stop(_STOP_SECONDS.get(name, _DEFAULT_STOP_SECONDS))
+        self.parts[name] = part
         part.process.start()
         return part
 
