@@ -8,11 +8,12 @@ it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from services.common.redis_server import RedisServer
 from services.embedder.model_repository import ModelSpec, write_version
@@ -37,6 +38,16 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture
+async def async_redis(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> AsyncIterator[aioredis.Redis]:
+    """An async client on the same emptied database (``redis_client`` flushed it)."""
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from services.catalog.audio_store import AudioStore
 from services.catalog.tracks import Catalog
 from services.common.audio import AudioLimits
-from services.common.redis_server import RedisServer
 from tests.unit.services.catalog.support import StaticVersions
-
-
-@pytest.fixture
-async def async_redis(
-    redis_server: RedisServer, redis_client: redis.Redis
-) -> AsyncIterator[aioredis.Redis]:
-    """An async client on the emptied database (``redis_client`` flushed it)."""
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

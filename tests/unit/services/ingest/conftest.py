@@ -9,19 +9,17 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-import redis
 import redis.asyncio as aioredis
 
 from services.catalog.audio_store import AudioStore
 from services.catalog.tracks import Catalog
 from services.common.audio import AudioLimits
-from services.common.redis_server import RedisServer
 from services.embedder.client import TrackEmbedding
 from services.ingest.consumer import IngestWorker
 from services.ingest.settings import IngestSettings
@@ -81,15 +79,6 @@ class FakeWriter:
             self.rows[(version, record.track_id)] = record
             self.writes[(version, record.track_id)] += 1
         return len(records)
-
-
-@pytest.fixture
-async def async_redis(
-    redis_server: RedisServer, redis_client: redis.Redis
-) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
