@@ -1,0 +1,121 @@
+"""``hearby up``'s pure parts: ports, the parts' environment, port checks, flags."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+from pathlib import Path
+
+import pytest
+
+from hearby import up
+from hearby.up import Ports, Stack, StackConfig, StackError, check_ports_free
+
+PORT_VARIABLES = (
+    "HEARBY_UP_REDIS_PORT",
+    "HEARBY_CONTROL_PORT",
+    "HEARBY_VECTORSTORE_PORT",
+    "HEARBY_CATALOG_PORT",
+    "HEARBY_EMBEDDER_PORT",
+    "HEARBY_EMBEDDER_METRICS_PORT",
+    "HEARBY_REDIS_URL",
+    "HEARBY_CATALOG_REDIS_URL",
+    "HEARBY_EMBEDDER_MODEL_REPOSITORIES",
+    "HEARBY_MODEL_REPOSITORIES",
+    "HEARBY_EMBEDDER_MODEL_REPOSITORY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    for key in PORT_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+
+
+def _args(**overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    up.add_arguments(parser)
+    args = parser.parse_args([])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+def test_ports_default_to_the_services_own_ports_and_a_redis_beside_the_system_one():
+    assert Ports.configured() == Ports(
+        redis=6390,
+        control=50051,
+        vectorstore=50052,
+        catalog=50054,
+        embedder=8001,
+        embedder_metrics=8002,
+    )
+
+
+def test_a_base_port_moves_every_part_but_a_service_variable_still_wins(monkeypatch):
+    monkeypatch.setenv("HEARBY_CATALOG_PORT", "7000")
+    assert Ports.configured(base=51000) == Ports(
+        redis=51000,
+        control=51001,
+        vectorstore=51002,
+        catalog=7000,
+        embedder=51005,
+        embedder_metrics=51006,
+    )
+
+
+def test_every_part_gets_the_addresses_of_the_others_and_its_data_under_the_data_dir(tmp_path):
+    ports = Ports(6390, 50051, 50052, 50054, 8001, 8002)
+    config = StackConfig(
+        tmp_path / "stack",
+        (tmp_path / "models", tmp_path / "published"),
+        ports,
+        env={"HEARBY_INGEST_MAX_ATTEMPTS": "3"},
+    )
+    env = Stack(config).env()
+    assert env["HEARBY_REDIS_URL"] == "redis://127.0.0.1:6390/0"
+    assert env["HEARBY_CONTROL_ADDRESS"] == "127.0.0.1:50051"
+    assert env["HEARBY_VECTORSTORE_ADDRESS"] == "127.0.0.1:50052"
+    assert env["HEARBY_EMBEDDER_URL"] == "127.0.0.1:8001"
+    assert env["HEARBY_CATALOG_PORT"] == "50054"
+    repositories = f"{tmp_path / 'models'}:{tmp_path / 'published'}"
+    assert env["HEARBY_EMBEDDER_MODEL_REPOSITORIES"] == repositories
+    assert env["HEARBY_CONTROL_MODEL_REPOSITORIES"] == repositories
+    assert env["HEARBY_VECTORSTORE_MILVUS_URI"] == str(tmp_path / "stack/milvus/hearby.db")
+    assert env["HEARBY_CATALOG_AUDIO_STORE"] == str(tmp_path / "stack/audio")
+    assert env["HEARBY_INGEST_MAX_ATTEMPTS"] == "3"
+
+
+def test_an_existing_redis_is_used_when_hearby_redis_url_is_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("HEARBY_REDIS_URL", "redis://elsewhere:6379/3")
+    config = up.config_from_args(_args(data=tmp_path))
+    assert config.redis_url == "redis://elsewhere:6379/3"
+    assert Stack(config).env()["HEARBY_REDIS_URL"] == "redis://elsewhere:6379/3"
+
+
+def test_flags_set_workers_default_and_repositories(tmp_path):
+    config = up.config_from_args(
+        _args(data=tmp_path, workers=4, default="ts-ps", repository=[tmp_path / "r"])
+    )
+    assert (config.workers, config.default_version, config.redis_url) == (4, "ts-ps", "")
+    assert config.repositories == (tmp_path / "r",)
+    assert up.config_from_args(_args()).repositories == (
+        Path("models"),
+        Path("var/model_repository"),
+    )
+
+
+def test_a_taken_port_is_named_with_its_part_and_how_to_move():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(StackError, match=rf"port {port} \(control\).*--base-port"):
+            check_ports_free("127.0.0.1", {"control": port})
+
+
+def test_a_missing_program_stops_the_start_with_the_install_hint(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on it
+    config = StackConfig(tmp_path / "stack", (tmp_path / "models",), Ports.free())
+    with pytest.raises(StackError, match="redis-server not found"):
+        Stack(config).start()
