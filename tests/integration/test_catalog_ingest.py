@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ import grpc
 import pytest
 import redis
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from hearby.up import service_process, worker_process
 from services.catalog.client import CatalogClient, channel_options
 from services.catalog.tracks import CatalogKeys, SubmitStatus
 from services.common.processes import ManagedProcess, free_port
@@ -44,34 +43,22 @@ TRACKS = 24
 KEYS = CatalogKeys()
 
 
-def _serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1.0
-            )
-        except grpc.RpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
-
-
 def _service(
     tmp: Path, module: str, prefix: str, env: dict[str, str]
 ) -> tuple[ManagedProcess, str]:
     port = free_port()
     address = f"127.0.0.1:{port}"
-    process = ManagedProcess(
+    process = service_process(
         module.rsplit(".", 1)[-1],
-        [sys.executable, "-m", module],
+        module,
+        address,
         tmp / f"{module}.log",
-        ready=lambda: _serving(address),
-        env={
+        {
             f"{prefix}PORT": str(port),
             f"{prefix}METRICS_PORT": "0",
             f"{prefix}LOG_FORMAT": "text",
             **env,
         },
-        start_timeout=120,
     )
     process.start()
     return process, address
@@ -91,17 +78,13 @@ class Stack:
 
     def worker(self, name: str) -> ManagedProcess:
         """Starts ``python -m services.ingest`` as consumer ``name``; ready once it consumes."""
-        log = self.tmp / f"ingest-{name}.log"
-        process = ManagedProcess(
-            f"ingest-{name}",
-            [sys.executable, "-m", "services.ingest"],
-            log,
-            ready=lambda: "consuming" in log.read_text(errors="replace"),
-            env={
+        process = worker_process(
+            name,
+            self.tmp / f"ingest-{name}.log",
+            {
                 "HEARBY_REDIS_URL": self.redis_url,
                 "HEARBY_CONTROL_ADDRESS": self.control,
                 "HEARBY_VECTORSTORE_ADDRESS": self.vectorstore,
-                "HEARBY_INGEST_CONSUMER": name,
                 # Short, so the test does not wait a minute for the dead worker's entry.
                 "HEARBY_INGEST_CLAIM_IDLE_SECONDS": "3",
                 "HEARBY_INGEST_RECLAIM_INTERVAL_SECONDS": "0.5",
@@ -109,7 +92,6 @@ class Stack:
                 "HEARBY_INGEST_LOG_FORMAT": "text",
                 **self.embedder_env,
             },
-            start_timeout=120,
         )
         process.start()
         self.processes.append(process)
@@ -130,7 +112,8 @@ def stack(
             tmp_path,
             "services.control",
             "HEARBY_CONTROL_",
-            {"HEARBY_REDIS_URL": redis_server.url},
+            # The test plays the backfill job itself (_activate_tiny_version).
+            {"HEARBY_REDIS_URL": redis_server.url, "HEARBY_CONTROL_LIFECYCLE": "false"},
         )
         processes.append(control)
         vectorstore, vectorstore_address = _service(
