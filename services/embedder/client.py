@@ -19,12 +19,10 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput
-from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from services.common.audio import AudioLimits, prepare, resample
@@ -38,6 +36,7 @@ from services.common.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from services.embedder.connection import TritonConnection
 from services.embedder.model_repository import INPUT_NAME, OUTPUT_NAME, read_manifest
 from services.embedder.settings import EmbedderSettings
 
@@ -180,7 +179,7 @@ def version_info_from_config(config: dict[str, Any]) -> VersionInfo:
     )
 
 
-class EmbedderClient:
+class EmbedderClient(TritonConnection):
     """Embeds tracks and windows with any loaded version, through Triton over gRPC.
 
     Create it inside the event loop that uses it (gRPC channels belong to one loop);
@@ -208,13 +207,12 @@ class EmbedderClient:
     ) -> None:
         if max_batch < 1 or concurrency < 1 or hop_seconds <= 0 or timeout_s <= 0:
             raise ValueError("max_batch, concurrency, hop_seconds and timeout_s must be > 0")
-        self.url = url
+        super().__init__(url)
         self._timeout_s = timeout_s
         self._max_batch = max_batch
         self._hop_seconds = hop_seconds
         self._repository = repository
         self._slots = asyncio.Semaphore(concurrency)
-        self._triton: InferenceServerClient | None = None
         self._versions: dict[str, VersionInfo] = {}
 
     @classmethod
@@ -228,30 +226,6 @@ class EmbedderClient:
             hop_seconds=settings.hop_seconds,
             repository=settings.model_repository,
         )
-
-    @property
-    def triton(self) -> InferenceServerClient:
-        """The underlying tritonclient (opened on first use)."""
-        if self._triton is None:
-            self._triton = InferenceServerClient(self.url)
-        return self._triton
-
-    async def close(self) -> None:
-        """Closes the channel; in-flight calls fail. Safe to call twice."""
-        if self._triton is not None:
-            await self._triton.close()
-            self._triton = None
-
-    async def __aenter__(self) -> EmbedderClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def version_info(self, version: str) -> VersionInfo:
         """Sample rate, window length, dimension and batch limit of a loaded version.

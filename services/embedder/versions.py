@@ -13,14 +13,13 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from types import TracebackType
 
-from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
 from services.common.errors import DeadlineExceeded, FailedPrecondition, NotFound
 from services.common.names import check_version_name
 from services.embedder.client import domain_error
+from services.embedder.connection import TritonConnection
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class VersionState:
     reason: str = ""
 
 
-class VersionManager:
+class VersionManager(TritonConnection):
     """Loads, unloads and lists versions of one Triton server over gRPC.
 
     Create it inside the event loop that uses it; the channel opens on first use.
@@ -66,38 +65,13 @@ class VersionManager:
         unload_timeout_s: float = 60.0,
         timeout_s: float = 10.0,
     ) -> None:
-        self.url = url
+        super().__init__(url)
         self._load_timeout_s = load_timeout_s
         self._unload_timeout_s = unload_timeout_s
         self._timeout_s = timeout_s
-        self._triton: InferenceServerClient | None = None
         # One lifecycle change per version at a time: two concurrent loads of one version
         # would make Triton load it twice (a second load of a loaded model reloads it).
         self._locks: dict[str, asyncio.Lock] = {}
-
-    @property
-    def triton(self) -> InferenceServerClient:
-        """The underlying tritonclient (opened on first use)."""
-        if self._triton is None:
-            self._triton = InferenceServerClient(self.url)
-        return self._triton
-
-    async def close(self) -> None:
-        """Closes the channel. Safe to call twice."""
-        if self._triton is not None:
-            await self._triton.close()
-            self._triton = None
-
-    async def __aenter__(self) -> VersionManager:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def states(self) -> list[VersionState]:
         """Every version in the model repository with its state, sorted by name.
