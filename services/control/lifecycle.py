@@ -394,7 +394,7 @@ class VersionLifecycle:
                 f"reading the catalog for {name}",
                 functools.partial(self._catalog.list, self._options.page_size, cursor.page_token),
             )
-            written, skipped = await self._backfill_page(name, page.tracks)
+            written, skipped = await self._backfill_page(version, page.tracks)
             done += len(page.tracks) - skipped
             cursor = BackfillCursor(page.next_page_token, cursor.skipped + skipped)
             await self._registry_step(
@@ -425,12 +425,15 @@ class VersionLifecycle:
         except FailedPrecondition as exc:
             raise _Stop(f"backfill stopped: {exc.message}") from exc
 
-    async def _backfill_page(self, name: str, tracks: Sequence[TrackRecord]) -> tuple[int, int]:
+    async def _backfill_page(
+        self, version: Version, tracks: Sequence[TrackRecord]
+    ) -> tuple[int, int]:
         """Embeds and writes the page's tracks that lack this version.
 
         Returns:
             (rows written, tracks skipped).
         """
+        name = version.name
         if not tracks:
             return 0, 0
         marks = await self._retrying(
@@ -447,7 +450,6 @@ class VersionLifecycle:
         written = [(t, row) for t, row in zip(todo, rows, strict=True) if row is not None]
         if written:
             records = [row for _, row in written]
-            version = await self._get(name)
             await self._retrying(
                 f"writing {len(records)} rows of {name}",
                 lambda: self._collections.upsert(name, records),
@@ -533,6 +535,8 @@ class VersionLifecycle:
                     await repair()
                 return await call()
             except NotFound as exc:
+                # Still missing after repairs: it is really gone (e.g. no longer in the
+                # model repository); the caller decides what that means.
                 if repair is None or failures >= 3:
                     raise
                 broken, reason = True, exc.message
