@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -378,9 +378,12 @@ async def test_serving_version_is_an_explicit_ready_version_or_the_default(regis
 # --- races --------------------------------------------------------------------------------
 
 
-async def _second_registry(redis_server: RedisServer) -> tuple[VersionRegistry, aioredis.Redis]:
+@pytest.fixture
+async def other(redis_server: RedisServer) -> AsyncIterator[VersionRegistry]:
+    """A second registry on its own connection to the same database, to race ``registry``."""
     client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
-    return VersionRegistry(client), client
+    yield VersionRegistry(client)
+    await client.aclose()
 
 
 async def _outcomes(*calls: Awaitable[Version]) -> list[str]:
@@ -391,48 +394,34 @@ async def _outcomes(*calls: Awaitable[Version]) -> list[str]:
     return ["won" if isinstance(r, Version) else "lost" for r in results]
 
 
-async def test_two_concurrent_backfill_starts_exactly_one_wins(registry, redis_server):
-    other, client = await _second_registry(redis_server)
-    try:
-        for i in range(20):
-            name = f"race-{i}"
-            await in_state(registry, name, S.PUBLISHED)
-            outcomes = await _outcomes(
-                registry.start_backfill(name, 1), other.start_backfill(name, 2)
-            )
-            assert sorted(outcomes) == ["lost", "won"]
-    finally:
-        await client.aclose()
+async def test_two_concurrent_backfill_starts_exactly_one_wins(registry, other):
+    for i in range(20):
+        name = f"race-{i}"
+        await in_state(registry, name, S.PUBLISHED)
+        outcomes = await _outcomes(registry.start_backfill(name, 1), other.start_backfill(name, 2))
+        assert sorted(outcomes) == ["lost", "won"]
 
 
-async def test_completing_and_failing_the_same_backfill_exactly_one_wins(registry, redis_server):
-    other, client = await _second_registry(redis_server)
-    try:
-        for i in range(20):
-            name = f"race-{i}"
-            await in_state(registry, name, S.BACKFILLING)
-            outcomes = await _outcomes(registry.complete_backfill(name), other.fail(name, "x"))
-            assert sorted(outcomes) == ["lost", "won"]
-            final = await registry.get(name)
-            assert final.status is (S.READY if outcomes[0] == "won" else S.FAILED)
-    finally:
-        await client.aclose()
+async def test_completing_and_failing_the_same_backfill_exactly_one_wins(registry, other):
+    for i in range(20):
+        name = f"race-{i}"
+        await in_state(registry, name, S.BACKFILLING)
+        outcomes = await _outcomes(registry.complete_backfill(name), other.fail(name, "x"))
+        assert sorted(outcomes) == ["lost", "won"]
+        final = await registry.get(name)
+        assert final.status is (S.READY if outcomes[0] == "won" else S.FAILED)
 
 
-async def test_retire_racing_set_default_never_leaves_a_retired_default(registry, redis_server):
-    other, client = await _second_registry(redis_server)
+async def test_retire_racing_set_default_never_leaves_a_retired_default(registry, other):
     await in_state(registry, "spare", S.READY)
     await registry.set_default("spare")  # so that retire can win a round
-    try:
-        for i in range(20):
-            name = f"race-{i}"
-            await in_state(registry, name, S.READY)
-            outcomes = await _outcomes(registry.retire(name), other.set_default(name))
-            assert sorted(outcomes) == ["lost", "won"]
-            assert (await registry.get_default()).status is S.READY
-            await registry.set_default("spare")
-    finally:
-        await client.aclose()
+    for i in range(20):
+        name = f"race-{i}"
+        await in_state(registry, name, S.READY)
+        outcomes = await _outcomes(registry.retire(name), other.set_default(name))
+        assert sorted(outcomes) == ["lost", "won"]
+        assert (await registry.get_default()).status is S.READY
+        await registry.set_default("spare")
 
 
 # --- events and outages -------------------------------------------------------------------
