@@ -7,6 +7,8 @@ from pydantic import ValidationError
 
 from services.catalog.settings import CatalogSettings
 
+pytestmark = pytest.mark.usefixtures("clean_hearby_env")
+
 
 def test_catalog_settings_read_shared_and_own_variables(monkeypatch):
     monkeypatch.setenv("HEARBY_REDIS_URL", "redis://shared:1/0")

@@ -8,6 +8,8 @@ from pydantic_settings import SettingsConfigDict
 
 from services.common.settings_base import ServiceSettings
 
+pytestmark = pytest.mark.usefixtures("clean_hearby_env")
+
 
 class _RankerLikeSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HEARBY_RANKER_", frozen=True, extra="ignore")

@@ -9,21 +9,7 @@ from pydantic import ValidationError
 
 from services.control.settings import DEFAULT_PORT, ControlSettings
 
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch):
-    for key in (
-        "HEARBY_REDIS_URL",
-        "HEARBY_CONTROL_REDIS_URL",
-        "HEARBY_MODEL_REPOSITORY",
-        "HEARBY_CONTROL_MODEL_REPOSITORY",
-        "HEARBY_MODEL_REPOSITORIES",
-        "HEARBY_CONTROL_MODEL_REPOSITORIES",
-        "HEARBY_CONTROL_PORT",
-        "HEARBY_VECTORSTORE_ADDRESS",
-        "HEARBY_CONTROL_VECTORSTORE_ADDRESS",
-    ):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_hearby_env")
 
 
 def test_settings_defaults_serve_on_the_control_port_with_a_local_redis():

@@ -10,15 +10,7 @@ from pydantic import ValidationError
 from services.embedder.client import EmbedderClient
 from services.embedder.settings import EmbedderSettings
 
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch):
-    for key in (
-        "HEARBY_EMBEDDER_MODEL_REPOSITORIES",
-        "HEARBY_MODEL_REPOSITORIES",
-        "HEARBY_EMBEDDER_MODEL_REPOSITORY",
-    ):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_hearby_env")
 
 
 def test_defaults_point_at_a_local_triton_over_the_bundled_and_published_repositories():

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from services.catalog.settings import CatalogSettings
 from services.ingest.settings import IngestSettings
+
+pytestmark = pytest.mark.usefixtures("clean_hearby_env")
 
 
 def test_worker_and_catalog_agree_on_the_queue_from_shared_variables(monkeypatch):

@@ -7,11 +7,7 @@ from pydantic import ValidationError
 
 from services.vectorstore.settings import DEFAULT_PORT, VectorStoreSettings
 
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    for name in ("HEARBY_MILVUS_URI", "HEARBY_VECTORSTORE_MILVUS_URI", "HEARBY_VECTORSTORE_PORT"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_hearby_env")
 
 
 def test_settings_default_to_a_lite_file_under_var_and_port_50052():
