@@ -1,7 +1,8 @@
 """Fixtures for the ingest worker tests: real redis-server, real catalog, fake embedder/writer.
 
 Only the worker's two outward protocols (TrackEmbedder, VectorWriter) and the active
-version list are faked, in memory; Redis, the catalog and the audio store are real.
+version list are faked, in memory; Redis, the catalog and the audio store are real
+(``catalog`` and ``versions`` come from tests/unit/services/conftest.py).
 """
 
 from __future__ import annotations
@@ -11,15 +12,12 @@ import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
-from services.catalog.audio_store import AudioStore
 from services.catalog.tracks import Catalog
-from services.common.audio import AudioLimits
 from services.embedder.client import TrackEmbedding
 from services.ingest.consumer import IngestWorker
 from services.ingest.settings import IngestSettings
@@ -79,17 +77,6 @@ class FakeWriter:
             self.rows[(version, record.track_id)] = record
             self.writes[(version, record.track_id)] += 1
         return len(records)
-
-
-@pytest.fixture
-def versions() -> StaticVersions:
-    return StaticVersions(["v1", "v2"])
-
-
-@pytest.fixture
-def catalog(async_redis: aioredis.Redis, tmp_path: Path, versions: StaticVersions) -> Catalog:
-    limits = AudioLimits(max_bytes=4 * 1024 * 1024, min_seconds=0.5, max_seconds=60)
-    return Catalog(async_redis, AudioStore(str(tmp_path / "audio")), versions, limits=limits)
 
 
 @pytest.fixture
