@@ -174,11 +174,12 @@ def _markdown(
 
 def check_direction(
     direction: Direction, evaluations: Sequence[Evaluation], k: int
-) -> tuple[float, float, bool] | None:
+) -> tuple[float, float, bool | None] | None:
     """(difference of means, larger of the two spreads, shows) or None if a recipe is absent.
 
     A direction "shows" when the difference has the paper's sign and exceeds both runs'
-    seed spread: a difference inside seed noise is not evidence either way.
+    seed spread: a difference inside seed noise is not evidence either way. With a single
+    seed there is no spread to judge against, and ``shows`` is None (undecided).
     """
     table, _ = aggregate(evaluations, direction.view, k)
     try:
@@ -187,6 +188,8 @@ def check_direction(
     except KeyError:
         return None
     delta, noise = a.mean - b.mean, max(a.std, b.std)
+    if min(a.n, b.n) < 2:
+        return delta, noise, None
     return delta, noise, delta * direction.sign > noise
 
 
@@ -210,7 +213,7 @@ def summary(evaluations: Sequence[Evaluation], recipes: Sequence[str], k: int) -
         if checked is None:
             continue
         delta, noise, shows = checked
-        verdict = "shows" if shows else "does NOT show"
+        verdict = {True: "shows", False: "does NOT show", None: "undecided (one seed)"}[shows]
         lines.append(
             f"- {direction.describe()}: {verdict} "
             f"(difference {delta:+.3f}, seed spread {noise:.3f})"

@@ -54,6 +54,13 @@ def test_a_direction_shows_only_beyond_the_seed_spread(evaluations):
     assert check_direction(Direction("ts", "none", "tempo", -1, "overall"), evaluations, 5) is None
 
 
+def test_a_single_seed_leaves_every_direction_undecided(evaluations):
+    one_seed = [e for e in evaluations if e.run.endswith("-s0")]
+    lowers_key = Direction("ps", "none", "key", -1, "overall")
+    assert check_direction(lowers_key, one_seed, 5) == (pytest.approx(-0.25), 0.0, None)
+    assert "undecided (one seed)" in summary(one_seed, ["none", "ps"], 5)
+
+
 def test_summary_states_each_direction_with_its_numbers(evaluations):
     text = summary(evaluations, ["none", "ps"], 5)
     assert "| key | 0.040 | 0.320 ± 0.020 | 0.060 ± 0.010 |" in text
