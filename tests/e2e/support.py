@@ -56,19 +56,27 @@ def add_tiny_version(repository: Path, name: str, seed: int) -> str:
 
 
 def running_stack(
-    tmp: Path, versions: Mapping[str, int], workers: int = 2, env: Mapping[str, str] | None = None
+    tmp: Path,
+    bundled: Mapping[str, int],
+    published: Mapping[str, int] | None = None,
+    workers: int = 2,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
-    """A started stack over a fresh repository holding ``versions`` (name -> weight seed).
+    """A started stack over two fresh model repositories, laid out as in a checkout.
 
-    Yields the stack once every part is healthy and every version is registered; stops
-    it afterwards whatever happened.
+    ``tmp/models`` holds the ``bundled`` versions and ``tmp/model_repository`` (where
+    ``hearby publish`` writes) the ``published`` ones, each name -> weight seed; Triton
+    serves both. Yields the stack once every part is healthy and every version is
+    registered; stops it afterwards whatever happened.
     """
-    repository = tmp / "model_repository"
-    for name, seed in versions.items():
-        add_tiny_version(repository, name, seed)
+    repositories = (tmp / "models", tmp / "model_repository")
+    for repository, versions in zip(repositories, (bundled, published or {}), strict=True):
+        repository.mkdir(parents=True, exist_ok=True)
+        for name, seed in versions.items():
+            add_tiny_version(repository, name, seed)
     config = StackConfig(
         data_dir=tmp / "stack",
-        repositories=(repository,),
+        repositories=repositories,
         ports=Ports.free(),
         workers=workers,
         env={**FAST_ENV, **(env or {})},
@@ -76,7 +84,7 @@ def running_stack(
     )
     with Stack(config) as stack:
         registered = asyncio.run(stack.register_versions())
-        assert registered == dict.fromkeys(versions, ""), registered
+        assert registered == dict.fromkeys({**bundled, **(published or {})}, ""), registered
         yield stack
 
 

@@ -1,6 +1,9 @@
 """User flow: submit a catalog to a running stack serving two versions; a worker dies mid-way.
 
-The stack (``hearby up``'s launch code, every part real) serves two tiny encoder versions.
+The stack (``hearby up``'s launch code, every part real) serves two tiny encoder versions,
+one bundled (``models/``) and one published (``var/model_repository``): Triton serves
+both repositories, and both versions backfill to READY; the first READY one becomes the
+default.
 50 synthetic corpus tracks are submitted through SubmitTrack; one ingest worker is killed
 with SIGKILL while the stream is being worked off, and restarted under its consumer name.
 In the end every track is stored exactly once in both versions, nothing is pending, and a
@@ -33,7 +36,9 @@ from tests.e2e.support import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-VERSIONS = {"tiny-a": 0, "tiny-b": 1}
+BUNDLED = {"tiny-a": 0}
+PUBLISHED = {"tiny-b": 1}
+VERSIONS = {**BUNDLED, **PUBLISHED}
 TRACKS = 50
 
 
@@ -46,7 +51,7 @@ def corpus(module_tmp: Path) -> list[CorpusTrack]:
 
 @pytest.fixture(scope="module")
 def stack(module_tmp: Path) -> Iterator[Stack]:
-    yield from running_stack(module_tmp, VERSIONS, workers=2)
+    yield from running_stack(module_tmp, BUNDLED, PUBLISHED, workers=2)
 
 
 async def _rows_everywhere(stack: Stack) -> int:
@@ -55,6 +60,9 @@ async def _rows_everywhere(stack: Stack) -> int:
 
 def test_a_catalog_is_ingested_once_into_both_versions_despite_a_killed_worker(stack, corpus):
     asyncio.run(wait_ready(stack, list(VERSIONS)))
+    # What `hearby up --default tiny-b` does once the version is READY; then it stays.
+    assert asyncio.run(stack.ensure_default("tiny-b")) == "tiny-b"
+    assert asyncio.run(stack.ensure_default("tiny-a")) == "tiny-b"
     asyncio.run(submit_all(stack, corpus))
 
     async def some_done() -> bool:

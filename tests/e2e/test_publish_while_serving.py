@@ -192,3 +192,36 @@ async def _check_retire(stack: Stack) -> None:
             await embedder.version_info(NEW)
         # The serving versions are untouched.
         assert (await embedder.version_info("tiny-a")).dimension > 0
+
+
+def test_a_version_triton_cannot_load_fails_with_the_reason_and_the_others_keep_serving(
+    stack, module_tmp
+):
+    repository = module_tmp / "model_repository"
+    manifest = add_tiny_version(repository, "broken", 5)
+    (repository / "broken" / "1" / "model.pt").write_bytes(b"not torchscript")
+    asyncio.run(register(stack, "broken", manifest))
+
+    async def failed() -> bool:
+        return (await versions_by_name(stack))["broken"].status is VersionStatus.FAILED
+
+    asyncio.run(wait_for(failed, 300, "the broken version to be FAILED", every=0.5))
+    version = asyncio.run(versions_by_name(stack))["broken"]
+    assert "version 'broken' failed to load" in version.error
+
+    async def still_serving() -> None:
+        audio, rate = decode(tone(seconds=3.0, freq=440.0), "probe")
+        async with EmbedderClient(stack.embedder) as embedder:
+            for name in SERVING:
+                assert (await embedder.embed_track(name, audio, rate)).embedding.shape == (32,)
+        async with grpc.aio.insecure_channel(stack.catalog, options=channel_options()) as channel:
+            catalog = CatalogClient(channel)
+            await catalog.submit_track("after-broken", data=tone(seconds=6.0, freq=610.0))
+
+            async def ingested() -> bool:
+                state = await catalog.get_track("after-broken")
+                return state.versions == dict.fromkeys(SERVING, True)
+
+            await wait_for(ingested, 120, "a new track in the serving versions only")
+
+    asyncio.run(still_serving())
