@@ -51,7 +51,7 @@ from services.common.errors import (
 )
 from services.control.registry import Version, VersionRegistry, VersionStatus
 from services.ingest.handlers import PoisonEntry, track_vector
-from services.vectorstore.store import VectorRecord
+from services.vectorstore.records import VectorRecord
 
 logger = logging.getLogger(__name__)
 

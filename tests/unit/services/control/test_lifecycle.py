@@ -24,7 +24,7 @@ from services.common.audio import AudioLimits
 from services.common.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from services.control.lifecycle import BackfillCursor, LifecycleOptions, VersionLifecycle
 from services.control.registry import VersionRegistry, VersionStatus
-from services.vectorstore.store import VectorRecord
+from services.vectorstore.records import VectorRecord
 from tests.unit.services.catalog.support import StaticVersions, noise_bytes, tone
 from tests.unit.services.control.manifests import manifest_json
 
