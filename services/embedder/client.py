@@ -333,22 +333,21 @@ class EmbedderClient(TritonConnection):
         track holds about ``concurrency x max_batch`` windows, not all of them. The first
         failure cancels the other requests and is raised as it is.
         """
-        results: dict[int, np.ndarray] = {}
-
-        async def send(index: int, clips: np.ndarray) -> None:
-            try:
-                results[index] = await self._infer(info, clips)
-            finally:
-                self._slots.release()
-
+        tasks: list[asyncio.Task[np.ndarray]] = []
         try:
             async with asyncio.TaskGroup() as group:
-                for index, clips in enumerate(batches):
+                for clips in batches:
                     await self._slots.acquire()
-                    group.create_task(send(index, clips))
+                    task = group.create_task(self._infer(info, clips))
+                    # A done-callback, not a `finally` inside the coroutine: a task that is
+                    # cancelled before it first runs never enters its body, and its slot
+                    # would leak (seen when one request failed and the group cancelled the
+                    # batches just queued).
+                    task.add_done_callback(lambda _: self._slots.release())
+                    tasks.append(task)
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None
-        return np.concatenate([results[i] for i in range(len(results))])
+        return np.concatenate([task.result() for task in tasks])
 
     async def _infer(self, info: VersionInfo, clips: np.ndarray) -> np.ndarray:
         """One Triton request: (n, window_samples) -> (n, dimension)."""

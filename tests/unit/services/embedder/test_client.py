@@ -124,16 +124,22 @@ class _RecordingClient(EmbedderClient):
     """The real client with Triton replaced one level low: ``_infer`` echoes each window's
     first sample and records how many requests are in flight."""
 
-    def __init__(self, concurrency: int, fail_at: float | None = None) -> None:
+    def __init__(self, concurrency: int, fail_at: float | None = None, rendezvous: int = 0) -> None:
         super().__init__("unused:1", max_batch=2, concurrency=concurrency, hop_seconds=1.0)
         self._versions["v"] = VersionInfo("v", 4, 4, 2, 64)
         self.in_flight = self.peak = 0
         self.fail_at = fail_at
+        # Requests wait (up to 1 s) until this many are in flight at once, so the peak is
+        # decided by the client's slots, not by how fast a busy machine schedules tasks.
+        self.rendezvous = rendezvous
 
     async def _infer(self, info: VersionInfo, clips: np.ndarray) -> np.ndarray:
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
+            deadline = asyncio.get_running_loop().time() + 1.0
+            while self.peak < self.rendezvous and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.001)
             await asyncio.sleep(0.001 * (1 + int(clips[0, 0]) % 3))  # finish out of order
         finally:
             self.in_flight -= 1
@@ -143,7 +149,7 @@ class _RecordingClient(EmbedderClient):
 
 
 async def test_requests_stay_within_the_concurrency_and_results_keep_their_order():
-    client = _RecordingClient(concurrency=3)
+    client = _RecordingClient(concurrency=3, rendezvous=3)
     clips = np.repeat(np.arange(20, dtype=np.float32)[:, None], 4, axis=1)
     out = await client.embed_windows("v", clips)
     assert out[:, 0].tolist() == list(range(20))
@@ -165,6 +171,6 @@ async def test_the_first_failed_request_is_raised_as_its_domain_error():
         await client.embed_windows("v", clips)
     assert client.in_flight == 0  # the others were cancelled
     # Every slot was given back: with one leaked, two batches could not both be in flight.
-    client.peak = 0
+    client.peak, client.rendezvous = 0, 2
     out = await asyncio.wait_for(client.embed_windows("v", clips[:4]), timeout=5)
     assert len(out) == 4 and client.peak == 2
