@@ -8,6 +8,7 @@ publishing rebuild the model without the YAML.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,34 @@ def load_config(path: Path | None, overrides: list[str] | None = None) -> TrainC
 def with_overrides(cfg: TrainConfig, **changes: Any) -> TrainConfig:
     """A copy with fields replaced."""
     return replace(cfg, **changes)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--config FILE`` and repeated ``--set KEY=VALUE`` (read by :func:`config_from_args`).
+
+    Args:
+        parser: The subcommand's parser.
+        scope: Appended to the help texts, e.g. " for every run".
+    """
+    parser.add_argument(
+        "--config", type=Path, help=f"YAML training config{scope} (default: built-in defaults)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key{scope}, e.g. --set corpus=var/corpus --set model.n_mels=96",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The config named by ``--config`` and ``--set``.
+
+    Raises:
+        ValueError: A bad override, an unknown key, or no corpus.
+    """
+    cfg = load_config(args.config, args.set)
+    if not cfg.corpus:
+        raise ValueError("no corpus; pass --set corpus=DIR or set it in the config")
+    return cfg

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.checkpoint import CHECKPOINT
-from trainer.config import TrainConfig, load_config, with_overrides
+from trainer.config import TrainConfig, add_config_arguments, config_from_args, with_overrides
 from trainer.evaluate import Evaluation, Locality, evaluate_run, mean_locality
 
 DEFAULT_RECIPES = ("none", "ts", "ps", "ts+ps")
@@ -245,14 +245,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS), help="seeds per recipe"
     )
-    parser.add_argument("--config", type=Path, help="YAML training config shared by every run")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key for every run, e.g. --set corpus=var/corpus",
-    )
+    add_config_arguments(parser, " shared by every run")
     parser.add_argument("--k", type=int, default=5, help="neighbourhood size of the tables (5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -261,9 +254,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby experiment``: prints the summary, writes it into --out."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        base = load_config(args.config, args.set)
-        if not base.corpus:
-            raise ValueError("no corpus; pass --set corpus=DIR or set it in the config")
+        base = config_from_args(args)
         from trainer.augment import recipe
 
         for name in args.recipes:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from trainer.augment import recipe
 from trainer.checkpoint import CHECKPOINT
-from trainer.config import TrainConfig, load_config
+from trainer.config import TrainConfig, add_config_arguments, config_from_args
 from trainer.corpus.loader import Corpus, load_corpus
 from trainer.data import PairCollate, PairDataset, prepare_cache, prepare_renditions
 from trainer.loss import NTXentLoss
@@ -263,14 +263,7 @@ def _say(text: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--config`` and ``--set`` overrides."""
-    parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set recipe=ts --set model.n_mels=96",
-    )
+    add_config_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -278,9 +271,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby train``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(args.config, args.set)
-        if not cfg.corpus:
-            raise ValueError("no corpus; pass --set corpus=DIR or set it in the config")
+        cfg = config_from_args(args)
         folder = train(cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"error: {exc}\n")
