@@ -35,7 +35,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import numpy as np
 import redis.exceptions
 
 from services.catalog.audio_store import read_audio
@@ -50,6 +49,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.control.registry import Version, VersionRegistry, VersionStatus
+from services.embedder.interface import TrackEmbedder
 from services.ingest.handlers import PoisonEntry, track_vector
 from services.vectorstore.records import VectorRecord
 
@@ -65,23 +65,6 @@ _TRANSIENT = (
 )
 # Versions a reconciler keeps driving; RETIRED and FAILED ones are left alone.
 _LIVE = (VersionStatus.PUBLISHED, VersionStatus.BACKFILLING, VersionStatus.READY)
-
-
-class HasEmbedding(Protocol):
-    """What :meth:`TrackEmbedder.embed_track` returns (the embedder's ``TrackEmbedding``)."""
-
-    @property
-    def embedding(self) -> np.ndarray:
-        """(dimension,) float32, unit length."""
-        ...
-
-
-class TrackEmbedder(Protocol):
-    """Embeds a decoded track with a version (``services.embedder.client.EmbedderClient``)."""
-
-    async def embed_track(self, version: str, audio: np.ndarray, rate: int) -> HasEmbedding:
-        """The track's embedding; raises Unavailable, NotFound (not loaded), InvalidArgument."""
-        ...
 
 
 class VersionLoader(Protocol):

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
-import numpy as np
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
 
@@ -53,6 +52,7 @@ from services.catalog.tracks import (
 from services.common.metrics import start_metrics_server
 from services.control.client import ControlClient
 from services.embedder.client import EmbedderClient
+from services.embedder.interface import TrackEmbedder
 from services.embedder.settings import EmbedderSettings
 from services.ingest import handlers
 from services.ingest.settings import IngestSettings
@@ -85,34 +85,6 @@ if acked == 1 and #ARGV > 2 then
 end
 return false
 """
-
-
-class HasEmbedding(Protocol):
-    """What :meth:`TrackEmbedder.embed_track` returns (the embedder's ``TrackEmbedding``)."""
-
-    @property
-    def embedding(self) -> np.ndarray:
-        """(dimension,) float32, unit length."""
-        ...
-
-
-class TrackEmbedder(Protocol):
-    """Embeds a whole track with one encoder version (``services.embedder.client``)."""
-
-    async def embed_track(self, version: str, audio: np.ndarray, rate: int) -> HasEmbedding:
-        """The track's embedding.
-
-        Args:
-            version: Encoder version.
-            audio: (samples,) mono float32 at ``rate`` Hz (resampled by the embedder).
-            rate: Sample rate in Hz.
-
-        Raises:
-            Unavailable: The embedder cannot be reached (retryable).
-            NotFound: The version is not loaded (retryable).
-            InvalidArgument: The audio cannot be embedded (poison).
-        """
-        ...
 
 
 class VectorWriter(Protocol):
