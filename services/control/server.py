@@ -1,4 +1,8 @@
-"""Builds and runs the control service: the version registry over Redis, behind gRPC.
+"""Builds and runs the control service: the version registry and experiments, behind gRPC.
+
+It serves ``ControlService`` (encoder versions) and ``ExperimentService`` (A/B
+experiments between versions) over one Redis client; experiment reports read the arm
+counters of the feedback service's event log.
 
 With ``lifecycle`` on (the default) the service also drives every registered version
 through load, backfill and retirement (:mod:`services.control.lifecycle`), reaching the
@@ -16,8 +20,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from hearby.control.v1 import control_pb2, control_pb2_grpc
+from hearby.control.v1 import control_pb2, control_pb2_grpc, experiment_pb2, experiment_pb2_grpc
 from services.common.bootstrap import RunningServer, ServiceBinding, serve, start_server
+from services.control.experiment_servicer import CountsSource, ExperimentServicer
+from services.control.experiments import ExperimentStore
 from services.control.registry import LifecycleHooks, VersionRegistry
 from services.control.servicer import ControlServicer
 from services.control.settings import ControlSettings
@@ -51,6 +57,52 @@ def binding(
         control_pb2.DESCRIPTOR.services_by_name["ControlService"],
         ControlServicer(registry, hooks, settings.model_repositories),
         control_pb2_grpc.add_ControlServiceServicer_to_server,
+    )
+
+
+@dataclass
+class ReportCounts:
+    """Where experiment reports get their per-arm counts, with the client it owns.
+
+    Args:
+        counts: Experiment name -> arm name -> counts.
+        close: Closes the client behind ``counts``.
+    """
+
+    counts: CountsSource
+    close: Callable[[], Awaitable[None]]
+
+
+def connect_report_counts() -> ReportCounts:
+    """The feedback service's arm counters, read from its Redis (``HEARBY_FEEDBACK_*``).
+
+    The feedback service is the one writer of those counters; the control service only
+    reads them, through the same :class:`~services.feedback.events.EventLog`.
+    """
+    # Imported here: the feedback package is a sibling deployable, and a registry-only
+    # test of the control service should not need it.
+    from services.common.redis_client import connect
+    from services.feedback.events import EventLog
+    from services.feedback.settings import FeedbackSettings
+
+    feedback = FeedbackSettings()
+    client = connect(feedback.redis_url, feedback.redis_timeout_seconds)
+    events = EventLog(client, feedback.key_prefix)
+    return ReportCounts(events.arm_counts, client.aclose)
+
+
+def experiment_binding(
+    client: aioredis.Redis,
+    registry: VersionRegistry,
+    settings: ControlSettings,
+    counts: CountsSource | None,
+) -> ServiceBinding:
+    """The ExperimentService binding: experiments in the registry's Redis, next to it."""
+    store = ExperimentStore(client, settings.key_prefix, versions=registry)
+    return ServiceBinding(
+        experiment_pb2.DESCRIPTOR.services_by_name["ExperimentService"],
+        ExperimentServicer(store, counts),
+        experiment_pb2_grpc.add_ExperimentServiceServicer_to_server,
     )
 
 
@@ -141,18 +193,28 @@ async def build_lifecycle(settings: ControlSettings, registry: VersionRegistry) 
 
 
 async def start(
-    settings: ControlSettings, hooks: LifecycleHooks | None = None
+    settings: ControlSettings,
+    hooks: LifecycleHooks | None = None,
+    counts: CountsSource | None = None,
 ) -> tuple[RunningServer, aioredis.Redis]:
     """Starts the service in this event loop (tests, embedding in other processes).
+
+    Args:
+        settings: The service's settings.
+        hooks: Lifecycle hooks; None only records version state.
+        counts: Per-arm counts for experiment reports; None answers GetReport with
+            FAILED_PRECONDITION (the caller owns whatever client ``counts`` uses).
 
     Returns:
         The running server and its Redis client; stop the server, then ``aclose`` the client.
     """
     client = connect_redis(settings)
     registry = VersionRegistry(client, settings.key_prefix)
-    running = await start_server(
-        settings, [binding(registry, settings, hooks)], probes={"redis": registry.ping}
-    )
+    bindings = [
+        binding(registry, settings, hooks),
+        experiment_binding(client, registry, settings, counts),
+    ]
+    running = await start_server(settings, bindings, probes={"redis": registry.ping})
     return running, client
 
 
@@ -177,14 +239,20 @@ async def run(settings: ControlSettings, hooks: LifecycleHooks | None = None) ->
             registry.events_channel,
         )
 
+    report_counts = connect_report_counts()
+
     async def close() -> None:
         if lifecycle is not None:
             await lifecycle.close()
+        await report_counts.close()
         await client.aclose()
 
     await serve(
         settings,
-        [binding(registry, settings, hooks)],
+        [
+            binding(registry, settings, hooks),
+            experiment_binding(client, registry, settings, report_counts.counts),
+        ],
         probes={"redis": registry.ping},
         on_shutdown=close,
     )
