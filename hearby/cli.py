@@ -18,9 +18,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "corpus": ("trainer.corpus.cli", "render a labelled music corpus (synth, music21)"),
     "train": ("trainer.train", "train an encoder version with an augmentation recipe"),
     "evaluate": ("trainer.evaluate", "locality and linear probes of trained runs (--compare)"),
-    "experiment": (
+    "sweep": (
         "trainer.experiment",
         "train and compare recipes over seeds (the paper's experiment), resumable",
+    ),
+    "experiment": (
+        "hearby.experiment_cli",
+        "A/B experiments between encoder versions: create, start, ramp, kill, report",
     ),
     "ingest": (
         "hearby.ingest_cli",

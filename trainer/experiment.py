@@ -1,6 +1,6 @@
 """The paper's experiment: the same training under several recipes and seeds, compared.
 
-``hearby experiment --out DIR --recipes none ts ps ts+ps --seeds 0 1 2`` trains every
+``hearby sweep --out DIR --recipes none ts ps ts+ps --seeds 0 1 2`` trains every
 (recipe, seed) run that is not finished (each run resumes from its checkpoint, so the whole
 experiment is a resumable background job: rerun the same command after an interruption),
 evaluates every run whose ``eval.json`` is missing or older than its checkpoint, and
@@ -251,7 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Entry point of ``hearby experiment``: prints the summary, writes it into --out."""
+    """Entry point of ``hearby sweep``: prints the summary, writes it into --out."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         base = config_from_args(args)

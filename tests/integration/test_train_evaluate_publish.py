@@ -119,10 +119,10 @@ def test_a_run_folder_with_another_config_is_refused(corpus, tmp_path):
     assert "Traceback" not in other.stderr
 
 
-def test_experiment_trains_every_recipe_and_seed_once_and_summarises(corpus, tmp_path):
+def test_sweep_trains_every_recipe_and_seed_once_and_summarises(corpus, tmp_path):
     out = tmp_path / "experiment"
     args = [
-        "experiment",
+        "sweep",
         "--no-progress",
         "--out",
         str(out),
@@ -163,9 +163,9 @@ def test_experiment_trains_every_recipe_and_seed_once_and_summarises(corpus, tmp
     assert "training" not in again.stderr and again.stdout == first.stdout
 
 
-def test_experiment_refuses_an_unknown_recipe_before_training(corpus, tmp_path):
+def test_sweep_refuses_an_unknown_recipe_before_training(corpus, tmp_path):
     result = _hearby(
-        "experiment", "--out", str(tmp_path), "--recipes", "nope", "--set", f"corpus={corpus}"
+        "sweep", "--out", str(tmp_path), "--recipes", "nope", "--set", f"corpus={corpus}"
     )
     assert result.returncode == 2 and "unknown recipe 'nope'" in result.stderr
     assert not any(tmp_path.iterdir())
