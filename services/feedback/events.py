@@ -148,7 +148,7 @@ def _check_id(value: str, what: str, required: bool = True) -> None:
         need = "1" if required else "0"
         raise InvalidArgument(
             f"{what} must be a string of {need}..{MAX_ID_CHARS} characters, got "
-            f"{str(value)[: MAX_ID_CHARS + 12]!r}"
+            f"{str(value)[:140]!r}"
         )
 
 
