@@ -9,18 +9,21 @@ stops everything in reverse order::
     redis-server      own data dir under --data, AOF on (skipped when HEARBY_REDIS_URL is set)
     embedder          Triton over the model repositories (python -m services.embedder)
     vectorstore       Milvus Lite under --data (python -m services.vectorstore)
-    control           version registry + lifecycle: load, backfill (python -m services.control)
+    control           version registry + lifecycle, A/B experiments (python -m services.control)
     catalog           track submission (python -m services.catalog)
+    feedback          user events and similarity ratings (python -m services.feedback)
+    ranker            Similar, Recommend, Session (python -m services.ranker)
     ingest-1..N       ingest workers (python -m services.ingest)
 
     hearby up                         # default ports, data in var/stack
     hearby up --base-port 51000       # redis 51000, control 51001, vectorstore 51002, ...
     hearby up --workers 4 --default ts-ps
 
-Ports: redis 6390 (not the system redis' 6379), control 50051, vectorstore 50052, catalog
-50054, embedder 8001 (metrics 8002), the services' own defaults; ``--base-port B`` moves
-them to B, B+1, B+2, B+4, B+5 (B+6), and each service's own variable
-(``HEARBY_CONTROL_PORT``, ``HEARBY_EMBEDDER_PORT``, ...) moves one of them.
+Ports: redis 6390 (not the system redis' 6379), control 50051, vectorstore 50052, ranker
+50053, catalog 50054, feedback 50055, embedder 8001 (metrics 8002), the services' own
+defaults; ``--base-port B`` moves them to B, B+1, B+2, B+3, B+4, B+7, B+5 (B+6), and each
+service's own variable (``HEARBY_CONTROL_PORT``, ``HEARBY_EMBEDDER_PORT``, ...) moves one
+of them.
 
 The launch code here (:class:`Stack`, :func:`service_process`, :func:`worker_process`) is
 also what the end-to-end tests start, so they exercise what users run.
@@ -56,14 +59,16 @@ from services.control.registry import Version, VersionStatus
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("var/stack")
-# Offsets from --base-port; 3 stays free for the ranker.
+# Offsets from --base-port.
 _OFFSETS = {
     "redis": 0,
     "control": 1,
     "vectorstore": 2,
+    "ranker": 3,
     "catalog": 4,
     "embedder": 5,
     "embedder_metrics": 6,
+    "feedback": 7,
 }
 # Seconds a stopping part gets before SIGKILL. The embedder stops Triton (which lets
 # in-flight requests finish) before it exits itself, so it gets longer.
@@ -105,9 +110,11 @@ class Ports:
     redis: int
     control: int
     vectorstore: int
+    ranker: int
     catalog: int
     embedder: int
     embedder_metrics: int
+    feedback: int
 
     @classmethod
     def configured(cls, base: int | None = None) -> Ports:
@@ -118,6 +125,8 @@ class Ports:
         from services.catalog.settings import CatalogSettings
         from services.control.settings import ControlSettings
         from services.embedder.settings import EmbedderSettings
+        from services.feedback.settings import FeedbackSettings
+        from services.ranker.settings import RankerSettings
         from services.vectorstore.settings import VectorStoreSettings
 
         up = UpSettings()
@@ -125,7 +134,9 @@ class Ports:
             "redis": (up.redis_port, "redis_port" in up.model_fields_set),
             "control": _port(ControlSettings()),
             "vectorstore": _port(VectorStoreSettings()),
+            "ranker": _port(RankerSettings()),
             "catalog": _port(CatalogSettings()),
+            "feedback": _port(FeedbackSettings()),
             "embedder": _port(EmbedderSettings()),
             "embedder_metrics": _port(EmbedderSettings(), "metrics_port"),
         }
@@ -298,6 +309,8 @@ class Stack:
         self.control = f"{host}:{ports.control}"
         self.vectorstore = f"{host}:{ports.vectorstore}"
         self.catalog = f"{host}:{ports.catalog}"
+        self.ranker = f"{host}:{ports.ranker}"
+        self.feedback = f"{host}:{ports.feedback}"
         self.embedder = f"{host}:{ports.embedder}"
         self.parts: dict[str, Part] = {}
         self._phases: list[list[str]] = []
@@ -326,11 +339,21 @@ class Stack:
             ("CONTROL", ports.control),
             ("VECTORSTORE", ports.vectorstore),
             ("CATALOG", ports.catalog),
+            ("RANKER", ports.ranker),
+            ("FEEDBACK", ports.feedback),
         ):
             env[f"HEARBY_{prefix}_HOST"] = self.config.host
             env[f"HEARBY_{prefix}_PORT"] = str(port)
             env[f"HEARBY_{prefix}_METRICS_PORT"] = "0"
-        for prefix in ("EMBEDDER", "VECTORSTORE", "CONTROL", "CATALOG", "INGEST"):
+        for prefix in (
+            "EMBEDDER",
+            "VECTORSTORE",
+            "CONTROL",
+            "CATALOG",
+            "INGEST",
+            "RANKER",
+            "FEEDBACK",
+        ):
             env[f"HEARBY_{prefix}_LOG_FORMAT"] = fmt
         return {**env, **self.config.env}
 
@@ -364,6 +387,8 @@ class Stack:
             [
                 self._service("control", self.control, env),
                 self._service("catalog", self.catalog, env),
+                self._service("feedback", self.feedback, env),
+                self._service("ranker", self.ranker, env),
             ]
         )
         phases.append([self._worker(i) for i in range(1, self.config.workers + 1)])
@@ -394,6 +419,8 @@ class Stack:
             "control": self.config.ports.control,
             "vectorstore": self.config.ports.vectorstore,
             "catalog": self.config.ports.catalog,
+            "ranker": self.config.ports.ranker,
+            "feedback": self.config.ports.feedback,
             "embedder": self.config.ports.embedder,
             "embedder metrics": self.config.ports.embedder_metrics,
         }
@@ -437,7 +464,8 @@ class Stack:
         it had not acknowledged at once.
 
         Args:
-            name: ``control``, ``catalog``, ``vectorstore`` or ``ingest-<n>``.
+            name: ``control``, ``catalog``, ``vectorstore``, ``ranker``, ``feedback`` or
+                ``ingest-<n>``.
 
         Raises:
             ValueError: The part cannot be restarted alone (redis, the embedder).
@@ -446,7 +474,7 @@ class Stack:
         old = self.parts[name]
         if name.startswith("ingest-"):
             part = self._worker(int(name.removeprefix("ingest-")))
-        elif name in ("control", "catalog", "vectorstore"):
+        elif name in ("control", "catalog", "vectorstore", "ranker", "feedback"):
             part = self._service(name, old.address, self.env())
         else:
             raise ValueError(f"{name} cannot be restarted alone; restart the stack")
@@ -583,8 +611,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="PORT",
-        help="move every port: redis PORT, control +1, vectorstore +2, catalog +4, "
-        "embedder +5 (metrics +6); a service's own HEARBY_<SVC>_PORT still wins",
+        help="move every port: redis PORT, control +1, vectorstore +2, ranker +3, catalog +4, "
+        "embedder +5 (metrics +6), feedback +7; a service's own HEARBY_<SVC>_PORT still wins",
     )
     parser.add_argument(
         "--workers", type=int, default=up.workers, help=f"ingest workers ({up.workers})"

@@ -39,18 +39,21 @@ FAST_ENV = {
 }
 
 
-def add_tiny_version(repository: Path, name: str, seed: int) -> str:
+def add_tiny_version(
+    repository: Path, name: str, seed: int, locality: Sequence[Mapping[str, object]] = ()
+) -> str:
     """Publishes a tiny encoder (weights from ``seed``) as version ``name``; its manifest JSON.
 
-    The manifest carries what ``hearby publish`` writes and the registry needs (an empty
-    locality table: the tiny encoder is not evaluated).
+    The manifest carries what ``hearby publish`` writes and the registry needs. The tiny
+    encoder is not evaluated: its locality table is empty unless a test gives one (rows
+    of attribute, k, value, chance) to steer the ranker's choice "by" an attribute.
     """
     spec = ModelSpec(name, tiny_model.SAMPLE_RATE, tiny_model.WINDOW_SAMPLES, tiny_model.DIMENSION)
     folder = write_version(
         repository,
         spec,
         tiny_model.scripted_tiny_encoder(seed),
-        {"recipe": f"tiny-seed-{seed}", "locality": []},
+        {"recipe": f"tiny-seed-{seed}", "locality": list(locality)},
     )
     return (folder / "manifest.json").read_text()
 
@@ -61,19 +64,21 @@ def running_stack(
     published: Mapping[str, int] | None = None,
     workers: int = 2,
     env: Mapping[str, str] | None = None,
+    locality: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
 ) -> Iterator[Stack]:
     """A started stack over two fresh model repositories, laid out as in a checkout.
 
     ``tmp/models`` holds the ``bundled`` versions and ``tmp/model_repository`` (where
     ``hearby publish`` writes) the ``published`` ones, each name -> weight seed; Triton
-    serves both. Yields the stack once every part is healthy and every version is
-    registered; stops it afterwards whatever happened.
+    serves both; ``locality`` gives a version its locality table. Yields the stack once
+    every part is healthy and every version is registered; stops it afterwards whatever
+    happened.
     """
     repositories = (tmp / "models", tmp / "model_repository")
     for repository, versions in zip(repositories, (bundled, published or {}), strict=True):
         repository.mkdir(parents=True, exist_ok=True)
         for name, seed in versions.items():
-            add_tiny_version(repository, name, seed)
+            add_tiny_version(repository, name, seed, (locality or {}).get(name, ()))
     config = StackConfig(
         data_dir=tmp / "stack",
         repositories=repositories,

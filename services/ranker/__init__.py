@@ -1,0 +1,1 @@
+"""The ranker: similar tracks, recommendations, sessions and A/B version choice."""
