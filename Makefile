@@ -1,5 +1,7 @@
 # hearby: set-up, code generation, checks.
 #
+#   make demo    set up if needed, render a demo catalog, start the whole stack, ingest, run an
+#                A/B experiment with simulated listeners, print results (Ctrl-C stops it)
 #   make setup   install everything (Debian packages + .venv); idempotent, a second run is a no-op
 #   make test    ruff + the whole test suite (runs `setup` first if needed)
 #   make proto   regenerate the gRPC/protobuf stubs from proto/ into hearby/
@@ -22,7 +24,7 @@ APT_PACKAGES := redis-server fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-
 STAMP_APT := $(VENV)/.stamp-apt
 STAMP_PY := $(VENV)/.stamp-python
 
-.PHONY: setup test lint proto proto-check clean-venv
+.PHONY: setup demo test lint proto proto-check clean-venv
 
 setup: $(STAMP_APT) $(STAMP_PY)
 
@@ -48,6 +50,9 @@ $(STAMP_PY): pyproject.toml requirements.lock | $(STAMP_APT)
 	  rm -f $(SITE)/torchaudio/lib/*.so; fi
 	$(PY) -c "import torchaudio, tritonclient.grpc, pymilvus, redis, soundfile, pedalboard, streamlit"
 	@touch $@
+
+demo: setup
+	$(VENV)/bin/hearby demo
 
 test: setup
 	$(VENV)/bin/ruff check .

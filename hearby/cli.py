@@ -34,7 +34,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": (
         "hearby.up",
         "run the whole stack on this machine (redis, embedder, vectorstore, control, catalog, "
-        "ingest workers) until Ctrl-C",
+        "feedback, ranker, ingest workers) until Ctrl-C",
+    ),
+    "demo": (
+        "hearby.demo",
+        "the whole product end to end: demo catalog, stack, ingest, an A/B experiment with "
+        "simulated listeners, results",
     ),
 }
 

@@ -46,6 +46,25 @@ _PREFERENCE_TO_PROTO = {
 _PREFERENCE_FROM_PROTO = {value: key for key, value in _PREFERENCE_TO_PROTO.items()}
 
 
+def event_type_to_proto(kind: EventType) -> int:
+    """The ``hearby.ranker.v1.EventType`` value of a domain event type."""
+    return _EVENT_TO_PROTO[kind]
+
+
+def event_type_from_proto(value: int, what: str = "type") -> EventType:
+    """The domain event type of a proto ``EventType`` (shared by RecordEvents and Session).
+
+    Raises:
+        InvalidArgument: UNSPECIFIED or unknown; the message names ``what`` and lists the
+            allowed values.
+    """
+    kind = _EVENT_FROM_PROTO.get(value)
+    if kind is None:
+        allowed = ", ".join(ranker_pb2.EventType.Name(v) for v in _EVENT_FROM_PROTO)
+        raise InvalidArgument(f"{what} {value} is not one of {allowed}")
+    return kind
+
+
 def _timestamp(time: dt.datetime | None) -> Timestamp | None:
     if time is None:
         return None
@@ -81,10 +100,7 @@ def events_from_proto(messages: Sequence[feedback_pb2.UserEvent]) -> list[UserEv
         raise InvalidArgument(f"at most {MAX_EVENTS} events per call, got {len(messages)}")
     events = []
     for i, message in enumerate(messages):
-        kind = _EVENT_FROM_PROTO.get(message.type)
-        if kind is None:
-            allowed = ", ".join(ranker_pb2.EventType.Name(v) for v in _EVENT_FROM_PROTO)
-            raise InvalidArgument(f"events[{i}].type {message.type} is not one of {allowed}")
+        kind = event_type_from_proto(message.type, f"events[{i}].type")
         events.append(
             UserEvent(
                 user_id=message.user_id,

@@ -24,6 +24,7 @@ from hearby.common.v1 import types_pb2
 from hearby.ranker.v1 import ranker_pb2, ranker_pb2_grpc
 from services.common import errors, rpc
 from services.feedback.events import EventType
+from services.feedback.servicer import event_type_to_proto
 from services.ranker.settings import DEFAULT_PORT
 from services.vectorstore.records import TrackMetadata
 from services.vectorstore.servicer import metadata_from_proto
@@ -36,13 +37,6 @@ _BY = {
     "instrument": ranker_pb2.ATTRIBUTE_INSTRUMENT,
     "tempo": ranker_pb2.ATTRIBUTE_TEMPO,
     "key": ranker_pb2.ATTRIBUTE_KEY,
-}
-_EVENT_TYPES = {
-    EventType.PLAY: ranker_pb2.EVENT_TYPE_PLAY,
-    EventType.SKIP: ranker_pb2.EVENT_TYPE_SKIP,
-    EventType.LIKE: ranker_pb2.EVENT_TYPE_LIKE,
-    EventType.DISLIKE: ranker_pb2.EVENT_TYPE_DISLIKE,
-    EventType.COMPLETE: ranker_pb2.EVENT_TYPE_COMPLETE,
 }
 
 
@@ -129,7 +123,7 @@ class SessionStream:
         """Sends one listening event."""
         event = ranker_pb2.ListeningEvent(
             track_id=track_id,
-            type=_EVENT_TYPES[type],
+            type=event_type_to_proto(type),
             position_seconds=position_seconds,
             request_id=request_id,
         )

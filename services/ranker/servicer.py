@@ -15,7 +15,8 @@ import grpc
 from hearby.common.v1 import types_pb2
 from hearby.ranker.v1 import ranker_pb2, ranker_pb2_grpc
 from services.common.errors import InvalidArgument
-from services.feedback.events import EventType, UserEvent
+from services.feedback.events import UserEvent
+from services.feedback.servicer import event_type_from_proto
 from services.ranker.recommender import Answer, AudioSeed, Recommender, SessionState
 from services.ranker.routing import Choice
 from services.vectorstore.servicer import metadata_to_proto
@@ -36,13 +37,6 @@ _CHOICES = {
     Choice.EXPERIMENT: types_pb2.VERSION_CHOICE_EXPERIMENT,
     Choice.DEFAULT: types_pb2.VERSION_CHOICE_DEFAULT,
 }
-_EVENT_TYPES = {
-    ranker_pb2.EVENT_TYPE_PLAY: EventType.PLAY,
-    ranker_pb2.EVENT_TYPE_SKIP: EventType.SKIP,
-    ranker_pb2.EVENT_TYPE_LIKE: EventType.LIKE,
-    ranker_pb2.EVENT_TYPE_DISLIKE: EventType.DISLIKE,
-    ranker_pb2.EVENT_TYPE_COMPLETE: EventType.COMPLETE,
-}
 
 
 def attribute_from_proto(value: int) -> str:
@@ -55,18 +49,6 @@ def attribute_from_proto(value: int) -> str:
         allowed = ", ".join(ranker_pb2.Attribute.Name(v) for v in _ATTRIBUTES)
         raise InvalidArgument(f"by = {value} is not one of {allowed}")
     return _ATTRIBUTES[value]
-
-
-def event_type_from_proto(value: int, what: str = "type") -> EventType:
-    """The domain event type of a proto ``EventType``.
-
-    Raises:
-        InvalidArgument: UNSPECIFIED or unknown; the message lists the allowed values.
-    """
-    if value not in _EVENT_TYPES:
-        allowed = ", ".join(ranker_pb2.EventType.Name(v) for v in _EVENT_TYPES)
-        raise InvalidArgument(f"{what} = {value} is not an event type; use one of {allowed}")
-    return _EVENT_TYPES[value]
 
 
 def attribution_to_proto(answer: Answer) -> types_pb2.Attribution:
