@@ -6,14 +6,13 @@ import logging
 
 import grpc
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from hearby.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from services.catalog.audio_store import AudioStore
 from services.catalog.servicer import CatalogServicer
 from services.catalog.settings import CatalogSettings, QueueSettings
 from services.catalog.tracks import ActiveVersions, Catalog, CatalogKeys, RegistryVersions
+from services.common import redis_client
 from services.common.audio import AudioLimits
 from services.common.bootstrap import RunningServer, ServiceBinding, serve, start_server
 from services.common.health import Probe
@@ -23,23 +22,15 @@ logger = logging.getLogger(__name__)
 
 
 def connect_redis(settings: QueueSettings, extra_read_seconds: float = 0.0) -> aioredis.Redis:
-    """An async Redis client for the catalog's keys (connects lazily, on first command).
-
-    A short retry (3 tries, backoff capped at 0.2 s) rides out a failover or a dropped
-    connection; past that a call fails fast with UNAVAILABLE rather than hanging.
+    """An async Redis client for the catalog's keys (see ``services.common.redis_client``).
 
     Args:
         settings: Redis URL and timeout.
         extra_read_seconds: Added to the read timeout, for blocking reads (XREADGROUP
             BLOCK) that legitimately wait that long for a reply.
     """
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds + extra_read_seconds,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        health_check_interval=30,
+    return redis_client.connect(
+        settings.redis_url, settings.redis_timeout_seconds, extra_read_seconds
     )
 
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import grpc
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 
 from hearby.control.v1 import control_pb2, control_pb2_grpc, experiment_pb2, experiment_pb2_grpc
+from services.common import redis_client
 from services.common.bootstrap import RunningServer, ServiceBinding, serve, start_server
 from services.control.experiment_servicer import CountsSource, ExperimentServicer
 from services.control.experiments import ExperimentStore
@@ -32,19 +31,8 @@ logger = logging.getLogger(__name__)
 
 
 def connect_redis(settings: ControlSettings) -> aioredis.Redis:
-    """An async Redis client for the registry (connects lazily, on first command).
-
-    A short retry (3 tries, backoff capped at 0.2 s) rides out a failover or a dropped
-    connection; past that a call fails fast with UNAVAILABLE rather than hanging.
-    """
-    return aioredis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-        socket_timeout=settings.redis_timeout_seconds,
-        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        health_check_interval=30,
-    )
+    """An async Redis client for the registry (see ``services.common.redis_client``)."""
+    return redis_client.connect(settings.redis_url, settings.redis_timeout_seconds)
 
 
 def binding(
