@@ -264,6 +264,7 @@ async def _steps(stack: Stack, args: argparse.Namespace, corpus: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby demo``."""
     configure_logging("WARNING", "text")
+    started = time.monotonic()
     data = args.data
     corpus = data / "corpus"
     try:
@@ -284,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
         stack.start()
         asyncio.run(_steps(stack, args, corpus))
         _say(
-            "\nThe stack is running:\n"
+            f"\ndemo done in {(time.monotonic() - started) / 60:.1f} min. The stack is running:\n"
             + stack.endpoints()
             + f"\n\nTry: .venv/bin/python -m services.ranker.client --address {stack.ranker} "
             "recommend demo-user-0000\n"
