@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 import redis.asyncio as aioredis
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from hearby.control.v1 import control_pb2, control_pb2_grpc
 from services.common.errors import AlreadyExists, NotFound
@@ -27,6 +26,7 @@ from services.common.redis_server import RedisServer
 from services.control.client import ControlClient, register_published
 from services.control.client import main as client_main
 from services.control.registry import VersionRegistry, VersionStatus
+from tests.support.health import health_status, wait_for_health
 from tests.unit.services.control.manifests import manifest_json
 
 pytestmark = pytest.mark.slow
@@ -34,26 +34,11 @@ SERVICE = "hearby.control.v1.ControlService"
 
 
 def _health(address: str) -> int | None:
-    """The overall health status, or None if the server does not answer."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=SERVICE), timeout=1.0
-            )
-        except grpc.RpcError:
-            return None
-    return reply.status
+    return health_status(address, SERVICE)
 
 
 def _wait_for_health(address: str, status: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = _health(address)
-        if seen == status:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"health of {address} stayed {seen}, wanted {status}")
+    wait_for_health(address, SERVICE, status, timeout)
 
 
 @dataclass

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.processes import ManagedProcess, free_port
@@ -25,6 +24,7 @@ from services.common.redis_server import RedisServer
 from services.feedback.client import FeedbackClient
 from services.feedback.events import EventType, UserEvent
 from services.feedback.ratings import NeighbourScore, Rating, Side, check_rating
+from tests.support.health import health_status, wait_for_health
 from tests.unit.services.feedback.support import rating
 
 pytestmark = pytest.mark.slow
@@ -32,26 +32,11 @@ SERVICE = "hearby.feedback.v1.FeedbackService"
 
 
 def _health(address: str) -> int | None:
-    """The service's health status, or None if the server does not answer."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=SERVICE), timeout=1.0
-            )
-        except grpc.RpcError:
-            return None
-    return reply.status
+    return health_status(address, SERVICE)
 
 
 def _wait_for_health(address: str, status: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = None
-    while time.monotonic() < deadline:
-        seen = _health(address)
-        if seen == status:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"health of {address} stayed {seen}, wanted {status}")
+    wait_for_health(address, SERVICE, status, timeout)
 
 
 def _service(tmp_path: Path, port: int, redis_url: str) -> ManagedProcess:
