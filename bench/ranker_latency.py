@@ -4,9 +4,8 @@ Starts a redis-server, ``python -m services.vectorstore`` (fresh Milvus Lite fil
 ``python -m services.ranker`` on free ports in a temp dir; registers one 128-d version in
 the registry over Redis (PUBLISHED -> BACKFILLING -> READY, default), fills it with
 clustered random unit vectors (200 clusters and 2000 artists at 10k tracks, 10 genres,
-tempo), and gives
-each user 10 plays/likes/skips of tracks from one or two clusters. No control service and
-no embedder run: the ranker needs Triton only for audio seeds.
+tempo), and gives each user 10 plays/likes/skips of tracks from one or two clusters. No
+control service and no embedder run: the ranker needs Triton only for audio seeds.
 
 Then, in one run, each phase sends a fixed number of requests from ``--concurrency``
 asyncio clients (one gRPC channel per phase) after a warm-up, and reports p50/p99 latency,
