@@ -16,6 +16,8 @@ PORT_VARIABLES = (
     "HEARBY_CONTROL_PORT",
     "HEARBY_VECTORSTORE_PORT",
     "HEARBY_CATALOG_PORT",
+    "HEARBY_RANKER_PORT",
+    "HEARBY_FEEDBACK_PORT",
     "HEARBY_EMBEDDER_PORT",
     "HEARBY_EMBEDDER_METRICS_PORT",
     "HEARBY_REDIS_URL",
@@ -46,9 +48,11 @@ def test_ports_default_to_the_services_own_ports_and_a_redis_beside_the_system_o
         redis=6390,
         control=50051,
         vectorstore=50052,
+        ranker=50053,
         catalog=50054,
         embedder=8001,
         embedder_metrics=8002,
+        feedback=50055,
     )
 
 
@@ -58,14 +62,16 @@ def test_a_base_port_moves_every_part_but_a_service_variable_still_wins(monkeypa
         redis=51000,
         control=51001,
         vectorstore=51002,
+        ranker=51003,
         catalog=7000,
         embedder=51005,
         embedder_metrics=51006,
+        feedback=51007,
     )
 
 
 def test_every_part_gets_the_addresses_of_the_others_and_its_data_under_the_data_dir(tmp_path):
-    ports = Ports(6390, 50051, 50052, 50054, 8001, 8002)
+    ports = Ports(6390, 50051, 50052, 50053, 50054, 8001, 8002, 50055)
     config = StackConfig(
         tmp_path / "stack",
         (tmp_path / "models", tmp_path / "published"),
@@ -78,6 +84,7 @@ def test_every_part_gets_the_addresses_of_the_others_and_its_data_under_the_data
     assert env["HEARBY_VECTORSTORE_ADDRESS"] == "127.0.0.1:50052"
     assert env["HEARBY_EMBEDDER_URL"] == "127.0.0.1:8001"
     assert env["HEARBY_CATALOG_PORT"] == "50054"
+    assert (env["HEARBY_RANKER_PORT"], env["HEARBY_FEEDBACK_PORT"]) == ("50053", "50055")
     repositories = f"{tmp_path / 'models'}:{tmp_path / 'published'}"
     assert env["HEARBY_EMBEDDER_MODEL_REPOSITORIES"] == repositories
     assert env["HEARBY_CONTROL_MODEL_REPOSITORIES"] == repositories
