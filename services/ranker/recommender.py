@@ -197,24 +197,34 @@ class Recommender:
             check_track_id(track_id)
         route = await self._router.route(version=version, by=by, user_id=user_id)
         name = route.version.name
-        exclude: list[str] = []
-        artist = ""
-        if track_id is not None:
-            got = await self._vectors.get(name, [track_id], include_embeddings=True)
-            if not got.records:
-                raise NotFound(f"track {track_id!r} is not in the catalog of version {name!r}")
-            seed = got.records[0]
-            query = seed.embedding
-            artist = seed.metadata.artist
-            exclude.append(track_id)
+        if track_id is not None and not exclude_same_artist:
+            # The store looks the seed's vector up itself: one round trip instead of two
+            # (NOT_FOUND, naming the track and version, when it is not stored).
+            result = await self._vectors.search(
+                name,
+                k,
+                track_id=track_id,
+                filter_expression=filter_expression,
+                exclude_track_ids=[track_id],
+            )
         else:
-            query = await self._embed_audio(name, audio)
-        expression = filter_expression
-        if exclude_same_artist and artist:
-            expression = conjunction(filter_expression, f"artist != {quote(artist)}")
-        result = await self._vectors.search(
-            name, k, embedding=query, filter_expression=expression, exclude_track_ids=exclude
-        )
+            exclude: list[str] = []
+            expression = filter_expression
+            if track_id is not None:
+                got = await self._vectors.get(name, [track_id], include_embeddings=True)
+                if not got.records:
+                    raise NotFound(f"track {track_id!r} is not stored in version {name!r}")
+                seed = got.records[0]
+                query = seed.embedding
+                exclude.append(track_id)
+                if seed.metadata.artist:
+                    artist = quote(seed.metadata.artist)
+                    expression = conjunction(filter_expression, f"artist != {artist}")
+            else:
+                query = await self._embed_audio(name, audio)
+            result = await self._vectors.search(
+                name, k, embedding=query, filter_expression=expression, exclude_track_ids=exclude
+            )
         tracks = [Track(h.track_id, h.score, h.metadata) for h in result.hits]
         return await self._answer(route, user_id, tracks)
 

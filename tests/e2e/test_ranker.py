@@ -33,6 +33,7 @@ from services.feedback.events import EventType, UserEvent
 from services.ranker.client import RankerClient, Recommendations
 from services.vectorstore.client import VectorStoreClient
 from tests.e2e.support import (
+    CorpusTrack,
     count,
     render_corpus,
     running_stack,
@@ -59,14 +60,18 @@ LOCALITY = {"tempo-v": _profile(0.6, 0.2), "genre-v": _profile(0.2, 0.7)}
 
 
 @pytest.fixture(scope="module")
-def stack(module_tmp: Path) -> Iterator[Stack]:
-    tracks = render_corpus(module_tmp / "corpus", TRACKS, seed=5)
+def tracks(module_tmp: Path) -> list[CorpusTrack]:
+    return render_corpus(module_tmp / "corpus", TRACKS, seed=5)
+
+
+@pytest.fixture(scope="module")
+def stack(module_tmp: Path, tracks: list[CorpusTrack]) -> Iterator[Stack]:
     for running in running_stack(module_tmp, VERSIONS, workers=2, locality=LOCALITY):
         asyncio.run(_fill(running, tracks))
         yield running
 
 
-async def _fill(stack: Stack, tracks: list) -> None:
+async def _fill(stack: Stack, tracks: list[CorpusTrack]) -> None:
     await wait_ready(stack, list(VERSIONS))
     await submit_all(stack, tracks)
 
@@ -114,6 +119,28 @@ async def _seed_artist(stack: Stack) -> str:
     async with grpc.aio.insecure_channel(stack.vectorstore) as channel:
         got = await VectorStoreClient(channel).get(DEFAULT, ["syn-000001"])
     return got.records[0].metadata.artist
+
+
+def test_similar_to_uploaded_audio_finds_that_track_and_refuses_non_audio(
+    stack: Stack, tracks: list[CorpusTrack]
+) -> None:
+    track = tracks[7]
+
+    async def flow() -> tuple[Recommendations, Exception | None]:
+        async with grpc.aio.insecure_channel(stack.ranker) as channel:
+            client = RankerClient(channel)
+            found = await client.similar(3, audio=track.path.read_bytes())
+            try:
+                await client.similar(3, audio=b"this is not audio at all" * 100)
+            except InvalidArgument as exc:
+                return found, exc
+        return found, None
+
+    found, error = _run(flow())
+    assert found.track_ids[0] == track.track_id
+    assert found.tracks[0].score > 0.99
+    assert error is not None
+    assert "WAV, FLAC" in str(error)
 
 
 def test_similar_by_tempo_and_by_genre_pick_the_versions_with_those_profiles(
