@@ -73,7 +73,7 @@ def tracks_to_proto(answer: Answer) -> list[types_pb2.ScoredTrack]:
     ]
 
 
-class _Latest:
+class LatestUpdate:
     """A one-slot mailbox: a new update replaces one the client has not read yet.
 
     This is the session's back-pressure: a slow reader gets the newest list, never a
@@ -86,10 +86,12 @@ class _Latest:
         self._changed = asyncio.Event()
 
     def put(self, item: ranker_pb2.SessionResponse) -> None:
+        """Offers an update; it replaces one not read yet."""
         self._item = item
         self._changed.set()
 
     def close(self) -> None:
+        """No more updates: ``get`` returns what is left, then None."""
         self._closed = True
         self._changed.set()
 
@@ -161,7 +163,7 @@ class RankerServicer(ranker_pb2_grpc.RankerServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[ranker_pb2.SessionResponse]:
         """See ranker.proto: one update per client message, newest kept for slow readers."""
-        latest = _Latest()
+        latest = LatestUpdate()
         reader = asyncio.create_task(self._read_session(request_iterator, latest))
         try:
             while (update := await latest.get()) is not None:
@@ -173,7 +175,7 @@ class RankerServicer(ranker_pb2_grpc.RankerServiceServicer):
             reader.cancel()
 
     async def _read_session(
-        self, requests: AsyncIterator[ranker_pb2.SessionRequest], latest: _Latest
+        self, requests: AsyncIterator[ranker_pb2.SessionRequest], latest: LatestUpdate
     ) -> None:
         try:
             first = await anext(requests, None)
