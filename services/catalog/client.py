@@ -15,7 +15,6 @@ Smoke test against a running service::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,8 @@ from services.catalog.tracks import (
     TrackPage,
     TrackRecord,
 )
-from services.common import errors, rpc
+from services.common import rpc
+from services.common.smoke import run_smoke
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
@@ -246,15 +246,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one smoke call; prints the answer, or the error and exit code 1."""
-    args = _parser().parse_args(argv)
-    try:
-        lines = asyncio.run(_smoke(args))
-    except errors.HearbyError as exc:
-        sys.stderr.write(f"error ({exc.status}): {exc.message}\n")
-        return 1
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    return 0
+    return run_smoke(_smoke(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

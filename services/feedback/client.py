@@ -14,14 +14,14 @@ Smoke test against a running service::
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
 import grpc
 
 from hearby.feedback.v1 import feedback_pb2, feedback_pb2_grpc
-from services.common import errors, rpc
+from services.common import rpc
+from services.common.smoke import run_smoke
 from services.feedback.events import EventType, UserEvent
 from services.feedback.ratings import Rating
 from services.feedback.servicer import event_to_proto, rating_from_proto, rating_to_proto
@@ -129,15 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one smoke call; prints the result, or the error and exit code 1."""
-    args = _parser().parse_args(argv)
-    try:
-        lines = asyncio.run(_smoke(args))
-    except errors.HearbyError as exc:
-        sys.stderr.write(f"error ({exc.status}): {exc.message}\n")
-        return 1
-    for line in lines:
-        sys.stdout.write(line + "\n")
-    return 0
+    return run_smoke(_smoke(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":
