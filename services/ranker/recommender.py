@@ -309,7 +309,8 @@ class Recommender:
         embeddings: dict[str, np.ndarray] = {}
         if wanted:
             got = await self._vectors.get(name, wanted, include_embeddings=True)
-            missing_seeds = [s for s in seeds if s in set(got.missing)]
+            missing = set(got.missing)
+            missing_seeds = [s for s in seeds if s in missing]
             if missing_seeds:
                 raise NotFound(
                     f"seed track(s) {', '.join(missing_seeds)} are not in the catalog of "
