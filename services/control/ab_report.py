@@ -57,14 +57,15 @@ class Rate:
     """A rate with its 95 % Wilson score interval.
 
     Args:
-        successes: Events counted.
-        trials: Opportunities (tracks shown, or plays).
+        successes: Events counted; whole in the A/B report, fractional where a tie counts
+            as half a win (the dashboard's human preference rate).
+        trials: Opportunities (tracks shown, plays, or ratings).
         value: successes / trials, 0 when trials is 0.
         ci_low: Lower end of the interval, in [0, 1].
         ci_high: Upper end of the interval, in [0, 1].
     """
 
-    successes: int
+    successes: float
     trials: int
     value: float
     ci_low: float
@@ -118,14 +119,15 @@ class Report:
     srm_detected: bool
 
 
-def wilson(successes: int, trials: int, z: float = Z_95) -> Rate:
+def wilson(successes: float, trials: int, z: float = Z_95) -> Rate:
     """A rate with its Wilson score interval.
 
     Events can outnumber their opportunities (a user replays a track and each play is
     counted), so ``successes`` is capped at ``trials``: a rate is at most 1.
 
     Args:
-        successes: Events counted, >= 0.
+        successes: Events counted, >= 0; may be fractional (a tie counted as half a win),
+            the interval's formula only needs the observed share.
         trials: Opportunities, >= 0.
         z: Normal quantile of the interval (1.96 for 95 %).
 
