@@ -1,0 +1,25 @@
+"""hearby's dashboard: compare encoder versions' neighbourhoods, rate them blind, review.
+
+Run it with ``hearby dashboard`` (or as part of ``hearby up``); it reaches the services at
+the addresses in :class:`dashboard.settings.DashboardSettings`. Each page is a script under
+``pages/``; this one only sets up the page and the navigation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+_PAGES = Path(__file__).parent / "pages"
+
+st.set_page_config(page_title="hearby", page_icon=":headphones:", layout="wide")
+navigation = st.navigation(
+    [
+        st.Page(_PAGES / "compare.py", title="Compare", url_path="compare", default=True),
+        st.Page(_PAGES / "rate.py", title="Rate (blind)", url_path="rate"),
+        st.Page(_PAGES / "review.py", title="Review", url_path="review"),
+        st.Page(_PAGES / "metrics.py", title="Metrics", url_path="metrics"),
+    ]
+)
+navigation.run()
