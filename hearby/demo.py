@@ -11,7 +11,8 @@ Steps (each one skipped when its result is already there, so a second run is qui
    listener favours one genre, completes or likes what matches it and skips the rest;
 7. print a few answers (Similar by key vs. by genre, a Recommend) and the experiment report.
 
-Then it keeps the stack running until Ctrl-C (``--exit`` stops at once, for scripts).
+Then it keeps the stack, the dashboard included, running until Ctrl-C (``--exit`` stops at
+once, for scripts).
 """
 
 from __future__ import annotations
@@ -287,9 +288,13 @@ def run(args: argparse.Namespace) -> int:
         _say(
             f"\ndemo done in {(time.monotonic() - started) / 60:.1f} min. The stack is running:\n"
             + stack.endpoints()
-            + f"\n\nTry: .venv/bin/python -m services.ranker.client --address {stack.ranker} "
+            + f"\n\nDashboard: {stack.dashboard_url}\n"
+            f"  Compare: pick {VERSIONS[0]} and {VERSIONS[1]} and a seed track to see both "
+            "versions' neighbours side by side; Rate: judge the two lists blind; Review and "
+            "Metrics: the ratings so far and the experiment's numbers.\n"
+            f"Try: .venv/bin/python -m services.ranker.client --address {stack.ranker} "
             "recommend demo-user-0000\n"
-            "Dashboard: not built yet (issue #7); the A/B report above is "
+            "The A/B report above is "
             f"`hearby experiment report {EXPERIMENT} --control {stack.control}`."
         )
         if args.exit:

@@ -1,10 +1,11 @@
 """``hearby up``: the whole hearby stack on one machine, from one command.
 
 Starts each part as a child process with its own log file and ``HEARBY_*`` environment,
-waits until each one is healthy (gRPC health SERVING, Triton ready), registers every
-version found in the model repositories (each becomes READY once its backfill is done),
-sets a default version once one is READY, prints the endpoints, and on Ctrl-C or SIGTERM
-stops everything in reverse order::
+waits until each one is healthy (gRPC health SERVING, Triton ready, the dashboard's
+``/_stcore/health`` ok), registers every version found in the model repositories (each
+becomes READY once its backfill is done), sets a default version once one is READY, prints
+the endpoints and the dashboard's URL, and on Ctrl-C or SIGTERM stops everything in reverse
+order::
 
     redis-server      own data dir under --data, AOF on (skipped when HEARBY_REDIS_URL is set)
     embedder          Triton over the model repositories (python -m services.embedder)
@@ -14,19 +15,21 @@ stops everything in reverse order::
     feedback          user events and similarity ratings (python -m services.feedback)
     ranker            Similar, Recommend, Session (python -m services.ranker)
     ingest-1..N       ingest workers (python -m services.ingest)
+    dashboard         Streamlit: compare versions, rate, review (python -m dashboard)
 
     hearby up                         # default ports, data in var/stack
     hearby up --base-port 51000       # redis 51000, control 51001, vectorstore 51002, ...
     hearby up --workers 4 --default ts-ps
 
 Ports: redis 6390 (not the system redis' 6379), control 50051, vectorstore 50052, ranker
-50053, catalog 50054, feedback 50055, embedder 8001 (metrics 8002), the services' own
-defaults; ``--base-port B`` moves them to B, B+1, B+2, B+3, B+4, B+7, B+5 (B+6), and each
-service's own variable (``HEARBY_CONTROL_PORT``, ``HEARBY_EMBEDDER_PORT``, ...) moves one
-of them.
+50053, catalog 50054, feedback 50055, embedder 8001 (metrics 8002), dashboard 8501, the
+parts' own defaults; ``--base-port B`` moves them to B, B+1, B+2, B+3, B+4, B+7, B+5 (B+6),
+B+8, and each part's own variable (``HEARBY_CONTROL_PORT``, ``HEARBY_EMBEDDER_PORT``,
+``HEARBY_DASHBOARD_PORT``, ...) moves one of them.
 
-The launch code here (:class:`Stack`, :func:`service_process`, :func:`worker_process`) is
-also what the end-to-end tests start, so they exercise what users run.
+The launch code here (:class:`Stack`, :func:`service_process`, :func:`worker_process`,
+:func:`dashboard_process`) is also what the end-to-end tests start, so they exercise what
+users run.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import signal
 import socket
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +73,7 @@ _OFFSETS = {
     "embedder": 5,
     "embedder_metrics": 6,
     "feedback": 7,
+    "dashboard": 8,
 }
 # Seconds a stopping part gets before SIGKILL. The embedder stops Triton (which lets
 # in-flight requests finish) before it exits itself, so it gets longer.
@@ -115,13 +120,15 @@ class Ports:
     embedder: int
     embedder_metrics: int
     feedback: int
+    dashboard: int
 
     @classmethod
     def configured(cls, base: int | None = None) -> Ports:
-        """The services' own ports (their ``HEARBY_<SVC>_PORT`` or default), or ``base + k``.
+        """The parts' own ports (their ``HEARBY_<PART>_PORT`` or default), or ``base + k``.
 
-        A service's own port variable wins over ``base``, so one part can be moved alone.
+        A part's own port variable wins over ``base``, so one part can be moved alone.
         """
+        from dashboard.settings import DashboardSettings
         from services.catalog.settings import CatalogSettings
         from services.control.settings import ControlSettings
         from services.embedder.settings import EmbedderSettings
@@ -139,6 +146,7 @@ class Ports:
             "feedback": _port(FeedbackSettings()),
             "embedder": _port(EmbedderSettings()),
             "embedder_metrics": _port(EmbedderSettings(), "metrics_port"),
+            "dashboard": _port(DashboardSettings()),
         }
         chosen = {
             name: base + _OFFSETS[name] if base is not None and not explicit else port
@@ -205,6 +213,48 @@ def triton_ready(url: str) -> Callable[[], bool]:
 
     client = grpcclient.InferenceServerClient(url)
     return lambda: bool(client.is_server_ready(client_timeout=1.0))
+
+
+def http_healthy(url: str, timeout: float = 1.0) -> bool:
+    """Whether ``url`` (a Streamlit ``/_stcore/health``) answers 200 with the body ``ok``."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as reply:
+            return reply.status == 200 and reply.read().strip() == b"ok"
+    except OSError:  # refused, reset, timed out, or an HTTP error status
+        return False
+
+
+def dashboard_process(
+    host: str, port: int, log_path: Path, env: Mapping[str, str], start_timeout: float = 120.0
+) -> ManagedProcess:
+    """``python -m dashboard`` on ``host:port``, ready once Streamlit's health URL says ok.
+
+    Args:
+        host: Interface it binds.
+        port: Its HTTP port.
+        log_path: File for its stdout and stderr.
+        env: Its environment; the service addresses it reads (``HEARBY_CONTROL_ADDRESS``,
+            ``HEARBY_DASHBOARD_*``, ...) come from here.
+        start_timeout: Seconds it may take to become healthy.
+    """
+    health = dashboard_url(host, port) + "_stcore/health"
+    return ManagedProcess(
+        "dashboard",
+        [sys.executable, "-m", "dashboard"],
+        log_path,
+        ready=lambda: http_healthy(health),
+        env={**env, "HEARBY_DASHBOARD_HOST": host, "HEARBY_DASHBOARD_PORT": str(port)},
+        start_timeout=start_timeout,
+    )
+
+
+def dashboard_url(host: str, port: int) -> str:
+    """The URL a browser on this machine opens for a dashboard bound to ``host:port``.
+
+    A dashboard bound to every interface (``0.0.0.0``) is opened on the loopback one: no
+    browser can open 0.0.0.0.
+    """
+    return f"http://{'127.0.0.1' if host in ('', '0.0.0.0') else host}:{port}/"
 
 
 def service_process(
@@ -312,6 +362,7 @@ class Stack:
         self.ranker = f"{host}:{ports.ranker}"
         self.feedback = f"{host}:{ports.feedback}"
         self.embedder = f"{host}:{ports.embedder}"
+        self.dashboard_url = dashboard_url(host, ports.dashboard)
         self.parts: dict[str, Part] = {}
         self._phases: list[list[str]] = []
 
@@ -325,6 +376,10 @@ class Stack:
             "HEARBY_REDIS_URL": self.redis_url,
             "HEARBY_CONTROL_ADDRESS": self.control,
             "HEARBY_VECTORSTORE_ADDRESS": self.vectorstore,
+            # The dashboard talks to every service; the services ignore these.
+            "HEARBY_RANKER_ADDRESS": self.ranker,
+            "HEARBY_CATALOG_ADDRESS": self.catalog,
+            "HEARBY_FEEDBACK_ADDRESS": self.feedback,
             "HEARBY_EMBEDDER_URL": self.embedder,
             "HEARBY_EMBEDDER_MODEL_REPOSITORIES": repositories,
             "HEARBY_CONTROL_MODEL_REPOSITORIES": repositories,
@@ -392,6 +447,8 @@ class Stack:
             ]
         )
         phases.append([self._worker(i) for i in range(1, self.config.workers + 1)])
+        # Last, so it never shows a page before the services behind it answer.
+        phases.append([self._dashboard()])
         return [phase for phase in phases if phase]
 
     def _service(self, name: str, address: str, env: Mapping[str, str]) -> Part:
@@ -405,6 +462,17 @@ class Stack:
         name = f"ingest-{index}"
         log = self.logs / f"{name}.log"
         return Part(name, worker_process(name, log, self.env(), self.config.start_timeout), "", log)
+
+    def _dashboard(self) -> Part:
+        log = self.logs / "dashboard.log"
+        process = dashboard_process(
+            self.config.host,
+            self.config.ports.dashboard,
+            log,
+            self.env(),
+            self.config.start_timeout,
+        )
+        return Part("dashboard", process, self.dashboard_url, log)
 
     def start(self) -> None:
         """Starts every part, phase by phase; returns once all are healthy.
@@ -423,6 +491,7 @@ class Stack:
             "feedback": self.config.ports.feedback,
             "embedder": self.config.ports.embedder,
             "embedder metrics": self.config.ports.embedder_metrics,
+            "dashboard": self.config.ports.dashboard,
         }
         if not self.config.redis_url:
             ports["redis"] = self.config.ports.redis
@@ -464,8 +533,8 @@ class Stack:
         it had not acknowledged at once.
 
         Args:
-            name: ``control``, ``catalog``, ``vectorstore``, ``ranker``, ``feedback`` or
-                ``ingest-<n>``.
+            name: ``control``, ``catalog``, ``vectorstore``, ``ranker``, ``feedback``,
+                ``dashboard`` or ``ingest-<n>``.
 
         Raises:
             ValueError: The part cannot be restarted alone (redis, the embedder).
@@ -476,6 +545,8 @@ class Stack:
             part = self._worker(int(name.removeprefix("ingest-")))
         elif name in ("control", "catalog", "vectorstore", "ranker", "feedback"):
             part = self._service(name, old.address, self.env())
+        elif name == "dashboard":
+            part = self._dashboard()
         else:
             raise ValueError(f"{name} cannot be restarted alone; restart the stack")
         old.process.stop(_STOP_SECONDS.get(name, _DEFAULT_STOP_SECONDS))
@@ -612,7 +683,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PORT",
         help="move every port: redis PORT, control +1, vectorstore +2, ranker +3, catalog +4, "
-        "embedder +5 (metrics +6), feedback +7; a service's own HEARBY_<SVC>_PORT still wins",
+        "embedder +5 (metrics +6), feedback +7, dashboard +8; a part's own HEARBY_<PART>_PORT "
+        "still wins",
     )
     parser.add_argument(
         "--workers", type=int, default=up.workers, help=f"ingest workers ({up.workers})"
@@ -717,6 +789,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"versions registered: {', '.join(names) or 'none'} (READY once backfilled; "
             f"`python -m services.control.client --address {stack.control} list`)"
+        )
+        print(
+            f"dashboard: {stack.dashboard_url} (Compare: two versions' neighbours side by side; "
+            "Rate: blind ratings; Review, Metrics)"
         )
         print("Ctrl-C stops everything.")
         return _watch(stack, config.default_version)

@@ -15,8 +15,8 @@ import pytest
 from hearby import cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-# Ports base+0..base+7 (hearby up's offsets).
-_SPAN = 8
+# Ports base+0..base+8 (hearby up's offsets; the dashboard is base+8).
+_SPAN = 9
 
 
 def _free_base() -> int:
@@ -64,3 +64,4 @@ def test_demo_runs_end_to_end_and_prints_recommendations_and_the_report(
     assert "chosen: experiment, experiment demo-none-vs-ts-ps" in out
     assert "control    none" in out and "treatment  ts-ps" in out
     assert "sample ratio mismatch" in out
+    assert "Dashboard: http://127.0.0.1:" in out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import http.server
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ PORT_VARIABLES = (
     "HEARBY_FEEDBACK_PORT",
     "HEARBY_EMBEDDER_PORT",
     "HEARBY_EMBEDDER_METRICS_PORT",
+    "HEARBY_DASHBOARD_PORT",
     "HEARBY_REDIS_URL",
     "HEARBY_CATALOG_REDIS_URL",
     "HEARBY_EMBEDDER_MODEL_REPOSITORIES",
@@ -53,11 +56,13 @@ def test_ports_default_to_the_services_own_ports_and_a_redis_beside_the_system_o
         embedder=8001,
         embedder_metrics=8002,
         feedback=50055,
+        dashboard=8501,
     )
 
 
 def test_a_base_port_moves_every_part_but_a_service_variable_still_wins(monkeypatch):
     monkeypatch.setenv("HEARBY_CATALOG_PORT", "7000")
+    monkeypatch.setenv("HEARBY_DASHBOARD_PORT", "8600")
     assert Ports.configured(base=51000) == Ports(
         redis=51000,
         control=51001,
@@ -67,11 +72,14 @@ def test_a_base_port_moves_every_part_but_a_service_variable_still_wins(monkeypa
         embedder=51005,
         embedder_metrics=51006,
         feedback=51007,
+        dashboard=8600,
     )
+    monkeypatch.delenv("HEARBY_DASHBOARD_PORT")
+    assert Ports.configured(base=51000).dashboard == 51008
 
 
 def test_every_part_gets_the_addresses_of_the_others_and_its_data_under_the_data_dir(tmp_path):
-    ports = Ports(6390, 50051, 50052, 50053, 50054, 8001, 8002, 50055)
+    ports = Ports(6390, 50051, 50052, 50053, 50054, 8001, 8002, 50055, 8501)
     config = StackConfig(
         tmp_path / "stack",
         (tmp_path / "models", tmp_path / "published"),
@@ -91,6 +99,32 @@ def test_every_part_gets_the_addresses_of_the_others_and_its_data_under_the_data
     assert env["HEARBY_VECTORSTORE_MILVUS_URI"] == str(tmp_path / "stack/milvus/hearby.db")
     assert env["HEARBY_CATALOG_AUDIO_STORE"] == str(tmp_path / "stack/audio")
     assert env["HEARBY_INGEST_MAX_ATTEMPTS"] == "3"
+    # The dashboard reads every service's shared address variable.
+    assert (
+        env["HEARBY_RANKER_ADDRESS"],
+        env["HEARBY_CATALOG_ADDRESS"],
+        env["HEARBY_FEEDBACK_ADDRESS"],
+    ) == ("127.0.0.1:50053", "127.0.0.1:50054", "127.0.0.1:50055")
+
+
+def test_the_dashboard_finds_every_service_through_the_stacks_environment(tmp_path):
+    from dashboard.settings import DashboardSettings
+
+    ports = Ports(6390, 50051, 50052, 50053, 50054, 8001, 8002, 50055, 8501)
+    stack = Stack(StackConfig(tmp_path / "stack", (tmp_path / "models",), ports, host="0.0.0.0"))
+    env = {**stack.env(), "HEARBY_DASHBOARD_HOST": "0.0.0.0", "HEARBY_DASHBOARD_PORT": "8501"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        settings = DashboardSettings()
+    assert (settings.host, settings.port) == ("0.0.0.0", 8501)
+    assert settings.control_address == "0.0.0.0:50051"
+    assert settings.vectorstore_address == "0.0.0.0:50052"
+    assert settings.ranker_address == "0.0.0.0:50053"
+    assert settings.catalog_address == "0.0.0.0:50054"
+    assert settings.feedback_address == "0.0.0.0:50055"
+    # A browser cannot open 0.0.0.0; the printed URL is the loopback one.
+    assert stack.dashboard_url == "http://127.0.0.1:8501/"
 
 
 def test_an_existing_redis_is_used_when_hearby_redis_url_is_set(monkeypatch, tmp_path):
@@ -119,6 +153,34 @@ def test_a_taken_port_is_named_with_its_part_and_how_to_move():
         port = holder.getsockname()[1]
         with pytest.raises(StackError, match=rf"port {port} \(control\).*--base-port"):
             check_ports_free("127.0.0.1", {"control": port})
+
+
+def test_a_health_url_counts_as_healthy_only_when_it_answers_200_ok():
+    replies = {"/ok": (200, b"ok"), "/busy": (503, b"ok"), "/other": (200, b"starting")}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = replies[self.path]
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert up.http_healthy(f"{base}/ok")
+        assert not up.http_healthy(f"{base}/busy")
+        assert not up.http_healthy(f"{base}/other")
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Nothing listens there any more.
+    assert not up.http_healthy(f"{base}/ok")
 
 
 def test_a_missing_program_stops_the_start_with_the_install_hint(monkeypatch, tmp_path):
