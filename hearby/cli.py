@@ -34,8 +34,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": (
         "hearby.up",
         "run the whole stack on this machine (redis, embedder, vectorstore, control, catalog, "
-        "feedback, ranker, ingest workers) until Ctrl-C",
+        "feedback, ranker, ingest workers, dashboard) until Ctrl-C",
     ),
+    "dashboard": (
+        "hearby.dashboard_cli",
+        "the Streamlit dashboard alone (hearby up starts it too): compare, rate, review",
+    ),
+    "ratings": ("hearby.ratings_cli", "similarity ratings from the dashboard: export as CSV"),
     "demo": (
         "hearby.demo",
         "the whole product end to end: demo catalog, stack, ingest, an A/B experiment with "
