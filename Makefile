@@ -2,6 +2,8 @@
 #
 #   make demo    set up if needed, render a demo catalog, start the whole stack, ingest, run an
 #                A/B experiment with simulated listeners, print results (Ctrl-C stops it)
+#   make dashboard  the dashboard alone, against a stack already running (`hearby up` serves
+#                one itself)
 #   make setup   install everything (Debian packages + .venv); idempotent, a second run is a no-op
 #   make test    ruff + the whole test suite (runs `setup` first if needed)
 #   make proto   regenerate the gRPC/protobuf stubs from proto/ into hearby/
@@ -18,17 +20,20 @@ SITE = $(VENV)/lib/python3.11/site-packages
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Debian packages: redis-server (streams, registry), fluidsynth + GM SoundFonts (corpus
-# rendering; TimGM6mb is small and fast, FluidR3 is the quality one).
-APT_PACKAGES := redis-server fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm
+# rendering; TimGM6mb is small and fast, FluidR3 is the quality one), chromium (the headless
+# browser test of the dashboard; Debian's build, so no browser download).
+APT_PACKAGES := redis-server fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm \
+	chromium
 
 STAMP_APT := $(VENV)/.stamp-apt
 STAMP_PY := $(VENV)/.stamp-python
 
-.PHONY: setup demo test lint proto proto-check clean-venv
+.PHONY: setup demo dashboard test lint proto proto-check clean-venv
 
 setup: $(STAMP_APT) $(STAMP_PY)
 
-$(STAMP_APT):
+# Re-checked when the Makefile changes, so a package added to the list reaches old checkouts.
+$(STAMP_APT): Makefile
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -53,6 +58,9 @@ $(STAMP_PY): pyproject.toml requirements.lock | $(STAMP_APT)
 
 demo: setup
 	$(VENV)/bin/hearby demo
+
+dashboard: setup
+	$(VENV)/bin/hearby dashboard
 
 test: setup
 	$(VENV)/bin/ruff check .
