@@ -27,8 +27,9 @@ def streamlit_argv(settings: DashboardSettings) -> list[str]:
     """The ``streamlit run`` command line that serves the app with these settings.
 
     Headless (no browser opened, no e-mail prompt), no usage statistics sent anywhere,
-    and no file watcher: a served dashboard never reloads on edits, and watching the
-    checkout costs CPU and inotify handles for nothing.
+    no file watcher (a served dashboard never reloads on edits, and watching the checkout
+    costs CPU and inotify handles for nothing), and a minimal toolbar: a user of the
+    dashboard has no use for Streamlit's "Deploy" button or developer menu.
     """
     return [
         sys.executable,
@@ -48,6 +49,8 @@ def streamlit_argv(settings: DashboardSettings) -> list[str]:
         str(settings.max_upload_mib),
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
 
 
