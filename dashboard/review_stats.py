@@ -1,4 +1,4 @@
-"""The Review page's statistics over blind similarity ratings: pure functions, no Streamlit.
+"""The Review and Metrics pages' statistics over ratings and profiles: pure, no Streamlit.
 
 A rating says which *side* the rater preferred; which version was on that side was hidden
 from the rater and randomised per trial. Everything here first maps a preference into
@@ -14,6 +14,8 @@ result.
   with more neighbours sharing the seed's label, i.e. which attributes human "similar"
   follows (to set beside the versions' offline locality profiles).
 - :func:`ratings_to_csv`: every rating as one CSV row, for analysis elsewhere.
+- :func:`profile_at`: one k of a version's offline locality profile, :func:`format_rate`
+  a rate with its interval, as both pages show them.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ from typing import NamedTuple
 
 from dashboard import labels
 from services.control.ab_report import Rate, wilson
+from services.control.registry import LocalityScore
 from services.feedback.ratings import Preference, Rating, Side
 from services.vectorstore.records import TrackMetadata
 
+# The neighbourhood size the pages show a locality profile at when the profile has it: the
+# dashboard's default list length.
+PREFERRED_K = 10
 CSV_COLUMNS = (
     "rating_id",
     "time",
@@ -320,3 +326,32 @@ def ratings_to_csv(ratings: Iterable[Rating]) -> str:
             }
         )
     return out.getvalue()
+
+
+def profile_at(
+    locality: Iterable[LocalityScore], k: int | None = None
+) -> tuple[int, list[LocalityScore]] | None:
+    """The scores of one neighbourhood size of a locality profile.
+
+    Args:
+        locality: A version's profile (any attributes, any ks).
+        k: The size wanted; None picks :data:`PREFERRED_K` if the profile has it, else
+            the smallest k it has.
+
+    Returns:
+        (k, its scores in profile order); None when the profile is empty or lacks ``k``.
+    """
+    scores = list(locality)
+    ks = {score.k for score in scores}
+    if k is None and ks:
+        k = PREFERRED_K if PREFERRED_K in ks else min(ks)
+    if k not in ks:
+        return None
+    return k, [score for score in scores if score.k == k]
+
+
+def format_rate(rate: Rate) -> str:
+    """``62.5 % [30.6 %, 86.3 %]``; ``-`` with no trials (the interval says nothing then)."""
+    if rate.trials == 0:
+        return "-"
+    return f"{rate.value:.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"

@@ -11,15 +11,18 @@ import pytest
 
 from dashboard.review_stats import (
     CSV_COLUMNS,
+    format_rate,
     locality_alignment,
     neighbour_means,
     nominal_alpha,
     preference_summary,
     preferred_version,
+    profile_at,
     rater_agreement,
     ratings_to_csv,
 )
 from services.control.ab_report import wilson
+from services.control.registry import LocalityScore
 from services.feedback.ratings import NeighbourScore, Preference, Rating, ShownList, Side
 from services.vectorstore.records import TrackMetadata
 
@@ -318,3 +321,32 @@ def test_ratings_to_csv_is_only_the_header_when_there_are_no_ratings():
 
 def _plus_two() -> dt.tzinfo:
     return dt.timezone(dt.timedelta(hours=2))
+
+
+# -- profile_at, format_rate -------------------------------------------------------------
+
+
+def _profile(*ks: int) -> list[LocalityScore]:
+    return [LocalityScore(a, k, 0.1 * k, 0.05) for k in ks for a in ("genre", "key")]
+
+
+def test_profile_at_prefers_k_10_when_the_profile_has_it():
+    k, scores = profile_at(_profile(5, 10, 20))
+    assert k == 10
+    assert [(s.attribute, s.k) for s in scores] == [("genre", 10), ("key", 10)]
+
+
+def test_profile_at_falls_back_to_the_smallest_k_when_10_is_missing():
+    k, scores = profile_at(_profile(20, 5))
+    assert (k, {s.k for s in scores}) == (5, {5})
+
+
+def test_profile_at_is_none_when_the_profile_is_empty_or_lacks_the_k_asked_for():
+    assert profile_at([]) is None
+    assert profile_at(_profile(5), k=10) is None
+    assert profile_at(_profile(5, 10), k=5)[0] == 5
+
+
+def test_format_rate_shows_value_and_interval_when_there_are_trials():
+    assert format_rate(wilson(5, 10)) == "50.0% [23.7%, 76.3%]"
+    assert format_rate(wilson(0, 0)) == "-"
