@@ -61,7 +61,10 @@ def _show_locality(version: Version) -> None:
     # The chance rate as a tick across each bar: a bar is only as good as its lift above it.
     chance = base.mark_tick(color="black", thickness=2, size=40).encode(y="chance:Q")
     st.altair_chart(bars + chance, width="stretch")
-    st.caption("Bars: share of the k nearest neighbours with the seed's label; ticks: chance.")
+    st.caption(
+        "Bars: share of a track's k nearest neighbours with its label, over the evaluation "
+        "set; ticks: the same share for random neighbours (chance)."
+    )
     st.dataframe(rows, hide_index=True)
 
 

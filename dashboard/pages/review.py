@@ -116,7 +116,7 @@ def _show_alignment(ratings: list[Rating], versions: tuple[str, str]) -> None:
 def _show_ratings(ratings: list[Rating]) -> None:
     rows = [
         {
-            "time": r.time.strftime("%Y-%m-%d %H:%M:%S") if r.time else "",
+            "time (UTC)": r.time.strftime("%Y-%m-%d %H:%M:%S") if r.time else "",
             "rater": r.rater_id,
             "trial": r.trial_id,
             "seed": r.seed_track_id,
