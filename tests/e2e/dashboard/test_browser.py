@@ -7,7 +7,7 @@ profile and nothing downloaded, opens a Compare link naming two versions and a s
 test drives it over the DevTools protocol, because Streamlit renders in the browser after
 its websocket answers: it waits until the page's visible text holds every neighbour id the
 ranker returns for each version (in that version's column), then saves a screenshot of
-exactly that state.
+exactly that state. The dashboard restarted alone (``Stack.restart``) serves the page again.
 """
 
 from __future__ import annotations
@@ -189,29 +189,39 @@ def _wait_for_lists(browser: Browser, headings: list[str], expected: list[list[s
     raise AssertionError(f"the lists did not appear in {RENDER_SECONDS:.0f} s; page:\n{text}")
 
 
-def test_compare_in_chromium_shows_both_versions_lists_and_is_saved_as_a_screenshot(
-    dashboard_stack: DashboardStack, browser: Browser, tmp_path: Path
-) -> None:
-    stack = dashboard_stack.stack
-    assert "dashboard" in stack.parts, "hearby up's stack serves the dashboard"
+def _open_compare(
+    browser: Browser, dashboard_stack: DashboardStack, seed: str
+) -> tuple[str, dict[str, list[str]], list[str]]:
+    """Opens a Compare link of both versions and ``seed``; waits until both lists show.
+
+    Returns:
+        The URL, each version's expected neighbour ids, and the page text of each column.
+    """
     version_a, version_b = dashboard_stack.versions[:2]
-    seed = dashboard_stack.track_ids[0]
     expected = _neighbour_ids(dashboard_stack, seed)
     assert all(len(ids) == K for ids in expected.values()), expected
     query = urllib.parse.urlencode({"a": version_a, "b": version_b, "seed": seed, "k": K})
-    url = f"{stack.dashboard_url}compare?{query}"
-
+    url = f"{dashboard_stack.stack.dashboard_url}compare?{query}"
     browser.call("Page.enable")
     browser.call("Page.navigate", url=url)
     headings = [f"A: {version_a}", f"B: {version_b}"]
     columns = _wait_for_lists(browser, headings, [expected[version_a], expected[version_b]])
+    return url, expected, columns
+
+
+def test_compare_in_chromium_shows_both_versions_lists_and_is_saved_as_a_screenshot(
+    dashboard_stack: DashboardStack, browser: Browser, tmp_path: Path
+) -> None:
+    assert "dashboard" in dashboard_stack.stack.parts, "hearby up's stack serves the dashboard"
+    seed = dashboard_stack.track_ids[0]
+    url, expected, columns = _open_compare(browser, dashboard_stack, seed)
     screenshot = tmp_path / "compare.png"
     browser.screenshot(screenshot)
     print(f"\nCompare page {url}\nscreenshot: {screenshot}")
 
     page = browser.text()
     assert "Compare two versions" in page and seed in page
-    for column, version in zip(columns, (version_a, version_b), strict=True):
+    for column, version in zip(columns, dashboard_stack.versions[:2], strict=True):
         # Each id in its own version's column, in the ranker's order.
         positions = [column.index(track_id) for track_id in expected[version]]
         assert positions == sorted(positions), (version, expected[version], column)
@@ -223,3 +233,15 @@ def test_compare_in_chromium_shows_both_versions_lists_and_is_saved_as_a_screens
     assert len(image) > 50_000, len(image)
     width, height = int.from_bytes(image[16:20], "big"), int.from_bytes(image[20:24], "big")
     assert (width, height) == (WIDTH, HEIGHT)
+
+
+def test_the_dashboard_restarted_alone_serves_the_compare_page_again(
+    dashboard_stack: DashboardStack, browser: Browser
+) -> None:
+    stack = dashboard_stack.stack
+    before = stack.parts["dashboard"].process.proc
+    restarted = stack.restart("dashboard")
+    assert restarted.process.proc is not before and restarted.process.alive()
+    # Same URL as before the restart: bookmarks and open tabs keep working.
+    assert restarted.address == stack.dashboard_url
+    _open_compare(browser, dashboard_stack, dashboard_stack.track_ids[1])
