@@ -75,3 +75,17 @@ proto: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# -- Kubernetes manifests (k8s/, docs/DEPLOY.md) ---------------------------------------------
+# `make k8s-check` renders every overlay under k8s/overlays (with `kustomize build` or
+# `kubectl kustomize` when one is on PATH, else hearby's own renderer of the kustomize
+# features the manifests use) and validates every object offline against the Kubernetes
+# JSON schemas (kubernetes-validate, a dev dependency), then hearby's rules (probes,
+# requests/limits, non-root, read-only root fs, a PDB per workload). The test suite runs it
+# (tests/unit/k8s/); it does not depend on `setup` so that the test never reinstalls.
+K8S_RENDERER ?= auto
+K8S_VERSION ?= 1.33
+
+.PHONY: k8s-check
+k8s-check:
+	$(PY) -m hearby.k8s_check --renderer $(K8S_RENDERER) --kubernetes-version $(K8S_VERSION)
