@@ -14,8 +14,7 @@ result.
   with more neighbours sharing the seed's label, i.e. which attributes human "similar"
   follows (to set beside the versions' offline locality profiles).
 - :func:`ratings_to_csv`: every rating as one CSV row, for analysis elsewhere.
-- :func:`profile_at`: one k of a version's offline locality profile, :func:`format_rate`
-  a rate with its interval, as both pages show them.
+- :func:`profile_at`: one k of a version's offline locality profile, as both pages show it.
 """
 
 from __future__ import annotations
@@ -348,10 +347,3 @@ def profile_at(
     if k not in ks:
         return None
     return k, [score for score in scores if score.k == k]
-
-
-def format_rate(rate: Rate) -> str:
-    """``62.5 % [30.6 %, 86.3 %]``; ``-`` with no trials (the interval says nothing then)."""
-    if rate.trials == 0:
-        return "-"
-    return f"{rate.value:.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"

@@ -26,7 +26,7 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.errors import HearbyError, InvalidArgument, Unavailable
-from services.control.ab_report import Rate, Report
+from services.control.ab_report import Report, format_rate
 from services.control.experiment_client import ExperimentClient
 from services.control.experiments import Arm, Assignment, Experiment, shares
 from services.control.settings import DEFAULT_PORT
@@ -142,12 +142,6 @@ def describe_assignment(experiment: str, user_id: str, assignment: Assignment) -
     )
 
 
-def _rate(rate: Rate) -> str:
-    if rate.trials == 0:
-        return "-"
-    return f"{rate.value:.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
@@ -187,10 +181,10 @@ def format_report(report: Report) -> str:
         [
             a.arm,
             a.version,
-            _rate(a.play_rate),
-            _rate(a.like_rate),
-            _rate(a.skip_rate),
-            _rate(a.completion_rate),
+            format_rate(a.play_rate),
+            format_rate(a.like_rate),
+            format_rate(a.skip_rate),
+            format_rate(a.completion_rate),
         ]
         for a in report.arms
     ]

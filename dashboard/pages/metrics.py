@@ -17,6 +17,7 @@ import streamlit as st
 
 from dashboard import labels, review_stats, widgets
 from dashboard.projection import Projection, pca_2d
+from services.control.ab_report import format_rate
 from services.control.experiments import ExperimentState
 from services.control.registry import Version
 
@@ -106,10 +107,10 @@ def _show_experiment() -> None:
             "version": arm.version,
             "users": arm.users,
             "impressions": arm.impressions,
-            "play rate (95 % CI)": review_stats.format_rate(arm.play_rate),
-            "like rate (95 % CI)": review_stats.format_rate(arm.like_rate),
-            "skip rate (95 % CI)": review_stats.format_rate(arm.skip_rate),
-            "completion rate (95 % CI)": review_stats.format_rate(arm.completion_rate),
+            "play rate (95 % CI)": format_rate(arm.play_rate),
+            "like rate (95 % CI)": format_rate(arm.like_rate),
+            "skip rate (95 % CI)": format_rate(arm.skip_rate),
+            "completion rate (95 % CI)": format_rate(arm.completion_rate),
         }
         for arm in report.arms
     ]

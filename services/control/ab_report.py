@@ -119,6 +119,13 @@ class Report:
     srm_detected: bool
 
 
+def format_rate(rate: Rate) -> str:
+    """``62.5 % [30.6 %, 86.3 %]``; ``-`` with no trials (the interval says nothing then)."""
+    if rate.trials == 0:
+        return "-"
+    return f"{rate.value:.1%} [{rate.ci_low:.1%}, {rate.ci_high:.1%}]"
+
+
 def wilson(successes: float, trials: int, z: float = Z_95) -> Rate:
     """A rate with its Wilson score interval.
 

@@ -11,7 +11,6 @@ import pytest
 
 from dashboard.review_stats import (
     CSV_COLUMNS,
-    format_rate,
     locality_alignment,
     neighbour_means,
     nominal_alpha,
@@ -21,7 +20,7 @@ from dashboard.review_stats import (
     rater_agreement,
     ratings_to_csv,
 )
-from services.control.ab_report import wilson
+from services.control.ab_report import format_rate, wilson
 from services.control.registry import LocalityScore
 from services.feedback.ratings import NeighbourScore, Preference, Rating, ShownList, Side
 from services.vectorstore.records import TrackMetadata
