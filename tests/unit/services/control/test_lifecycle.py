@@ -159,7 +159,7 @@ async def _register(parts: Parts, name: str = "v2", dimension: int = DIMENSION):
     return version
 
 
-async def _until(condition, timeout: float = 10.0) -> None:
+async def _until(condition, timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
