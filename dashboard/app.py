@@ -2,7 +2,12 @@
 
 Run it with ``hearby dashboard`` (or as part of ``hearby up``); it reaches the services at
 the addresses in :class:`dashboard.settings.DashboardSettings`. Each page is a script under
-``pages/``; this one only sets up the page and the navigation.
+``views/``; this one only sets up the page and the navigation.
+
+The folder is not called ``pages/`` (as STYLE.md's layout has it) on purpose: Streamlit
+still scans a ``pages/`` folder next to the entry script, and a deep link such as
+``/compare`` then showed its automatic page list ("app, compare, metrics, ...") in the
+sidebar instead of the navigation below (seen with Streamlit 1.67).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-_PAGES = Path(__file__).parent / "pages"
+_PAGES = Path(__file__).parent / "views"
 
 st.set_page_config(page_title="hearby", page_icon=":headphones:", layout="wide")
 navigation = st.navigation(

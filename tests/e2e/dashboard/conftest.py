@@ -32,7 +32,7 @@ from tests.e2e.support import (
 
 APP = Path(__file__).resolve().parents[3] / "dashboard" / "app.py"
 # A page can run on its own through streamlit.testing: AppTest.from_file(PAGES / "rate.py").
-PAGES = APP.parent / "pages"
+PAGES = APP.parent / "views"
 # dash-old is there to be retired by a flow; the others stay READY.
 VERSIONS = {"dash-a": 3, "dash-b": 4, "dash-old": 5}
 EXPERIMENT = "dash-ab"

@@ -53,7 +53,7 @@ def _expected_profile(version: str, k: int) -> dict[str, tuple[float, float]]:
 
 
 def test_metrics_shows_the_locality_profile_when_a_version_and_k_are_picked(dashboard_env):
-    at = _page("pages/metrics.py")
+    at = _page("views/metrics.py")
     # The default version is preselected, at k = 10.
     assert at.selectbox(key="metrics_version").value == "dash-a"
     assert at.selectbox(key="metrics_k").value == 10
@@ -72,7 +72,7 @@ def test_metrics_shows_the_locality_profile_when_a_version_and_k_are_picked(dash
 
 def test_metrics_reports_both_arms_when_the_experiment_is_running(dashboard_env):
     stack: DashboardStack = dashboard_env
-    at = _page("pages/metrics.py")
+    at = _page("views/metrics.py")
     assert at.selectbox(key="metrics_experiment").value == stack.experiment
     table = at.dataframe[1].value
     assert list(table["arm"]) == ["a", "b"]
@@ -83,7 +83,7 @@ def test_metrics_reports_both_arms_when_the_experiment_is_running(dashboard_env)
 
 def test_metrics_maps_every_catalog_track_when_coloured_by_a_label(dashboard_env):
     stack: DashboardStack = dashboard_env
-    at = _page("pages/metrics.py")
+    at = _page("views/metrics.py")
     at.selectbox(key="metrics_colour").set_value("genre").run()
     assert not at.exception
     points = _chart_rows(at, 1)
@@ -152,7 +152,7 @@ def test_review_shows_win_share_agreement_and_download_when_two_raters_rated(das
     stack: DashboardStack = dashboard_env
     mine = _ratings(stack)
     stored = asyncio.run(_submit(stack.stack.feedback, mine))
-    at = _page("pages/review.py")
+    at = _page("views/review.py")
     at.selectbox(key="review_pair").set_value(("dash-a", OLD)).run()
     assert not at.exception
 

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from services.control.ab_report import ArmCounts, build_report
 from services.control.experiments import Arm, Experiment, ExperimentState
 from services.control.registry import LocalityScore
-from tests.unit.dashboard.pages.conftest import APP, FakeBackend, track, version
+from tests.unit.dashboard.views.conftest import APP, FakeBackend, track, version
 
 PROFILE = (
     LocalityScore("genre", 5, 0.8, 0.1),
@@ -22,7 +22,7 @@ PROFILE = (
 def _metrics() -> AppTest:
     # Straight to the page: a first plain run would render Compare, which this fake lacks.
     at = AppTest.from_file(str(APP), default_timeout=30)
-    at.switch_page("pages/metrics.py").run()
+    at.switch_page("views/metrics.py").run()
     assert not at.exception, at.exception
     return at
 

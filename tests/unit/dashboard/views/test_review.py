@@ -7,13 +7,13 @@ from streamlit.testing.v1 import AppTest
 
 from services.control.registry import LocalityScore
 from services.feedback.ratings import Preference, Rating, ShownList
-from tests.unit.dashboard.pages.conftest import APP, T0, FakeBackend, track, version
+from tests.unit.dashboard.views.conftest import APP, T0, FakeBackend, track, version
 
 
 def _review() -> AppTest:
     # Straight to the page: a first plain run would render Compare, which this fake lacks.
     at = AppTest.from_file(str(APP), default_timeout=30)
-    at.switch_page("pages/review.py").run()
+    at.switch_page("views/review.py").run()
     assert not at.exception, at.exception
     return at
 
