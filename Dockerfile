@@ -39,7 +39,7 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 
 # The project, with the whole resolved set pinned by requirements.lock (as constraints).
 # Editable, as `make setup` installs it, so what runs is this source tree (a wheel would
-# leave out dashboard/pages, which is not a package); without the dev extra (pytest, ruff).
+# leave out dashboard/views, the page scripts, which is no package); no dev extra (pytest, ruff).
 COPY pyproject.toml requirements.lock README.md ./
 COPY hearby ./hearby
 COPY services ./services
