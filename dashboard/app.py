@@ -21,7 +21,10 @@ _PAGES = Path(__file__).parent / "views"
 st.set_page_config(page_title="hearby", page_icon=":headphones:", layout="wide")
 navigation = st.navigation(
     [
-        st.Page(_PAGES / "compare.py", title="Compare", url_path="compare", default=True),
+        # The default page is served at "/" only; the landing page takes that place so
+        # that /compare is a link that works like the others.
+        st.Page(_PAGES / "overview.py", title="Overview", url_path="overview", default=True),
+        st.Page(_PAGES / "compare.py", title="Compare", url_path="compare"),
         st.Page(_PAGES / "rate.py", title="Rate (blind)", url_path="rate"),
         st.Page(_PAGES / "review.py", title="Review", url_path="review"),
         st.Page(_PAGES / "metrics.py", title="Metrics", url_path="metrics"),

@@ -25,7 +25,7 @@ import numpy as np
 
 from dashboard.settings import DashboardSettings
 from services.catalog.client import CatalogClient, channel_options
-from services.catalog.tracks import TrackRecord
+from services.catalog.tracks import IngestStatus, TrackRecord
 from services.common.errors import HearbyError, Unavailable
 from services.control.ab_report import Report
 from services.control.client import ControlClient
@@ -178,6 +178,10 @@ class Backend:
     def track(self, track_id: str) -> TrackRecord:
         """One track (NOT_FOUND if unknown)."""
         return self._run("catalog", self._catalog.get_track(track_id)).track
+
+    def ingest_status(self) -> IngestStatus:
+        """The ingest queue: entries, pending, lag, dead letters, workers."""
+        return self._run("catalog", self._catalog.ingest_status())
 
     def audio(self, track_id: str) -> tuple[str, bytes]:
         """A track's stored audio file: (MIME type, bytes)."""

@@ -225,7 +225,9 @@ def test_compare_in_chromium_shows_both_versions_lists_and_is_saved_as_a_screens
         # Each id in its own version's column, in the ranker's order.
         positions = [column.index(track_id) for track_id in expected[version]]
         assert positions == sorted(positions), (version, expected[version], column)
-    # The sidebar lists the navigation's pages by their titles, even on a deep link.
+    # /compare is the page itself (not "Page not found" and the landing page), and the
+    # sidebar lists the navigation's pages by their titles.
+    assert "Page not found" not in page
     assert "Rate (blind)" in page and "Review" in page and "Metrics" in page
     # No page error and no traceback.
     assert "Traceback" not in page and "unavailable" not in page

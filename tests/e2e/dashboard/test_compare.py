@@ -132,3 +132,15 @@ def test_compare_explains_a_version_retired_while_the_page_is_open(
     warnings = " ".join(w.value for w in app.warning)
     assert "'dash-old', which is RETIRED now, not READY" in warnings
     assert "dash-old" not in app.selectbox(key="compare_a").options
+
+
+def test_the_landing_page_lists_every_version_and_the_catalog(
+    dashboard_env: DashboardStack,
+) -> None:
+    app = AppTest.from_file(str(PAGES / "overview.py"), default_timeout=60).run()
+    _no_traceback(app)
+    versions = app.dataframe[0].value.to_dict("records")
+    by_name = {row["version"]: row for row in versions}
+    assert set(by_name) >= {"dash-a", "dash-b"}
+    assert by_name["dash-a"]["status"] == "READY" and by_name["dash-a"]["default"] == "yes"
+    assert any(m.value.startswith(f"{len(dashboard_env.tracks)} tracks") for m in app.markdown)
