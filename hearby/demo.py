@@ -289,9 +289,10 @@ def run(args: argparse.Namespace) -> int:
             f"\ndemo done in {(time.monotonic() - started) / 60:.1f} min. The stack is running:\n"
             + stack.endpoints()
             + f"\n\nDashboard: {stack.dashboard_url}\n"
-            f"  Compare: pick {VERSIONS[0]} and {VERSIONS[1]} and a seed track to see both "
-            "versions' neighbours side by side; Rate: judge the two lists blind; Review and "
-            "Metrics: the ratings so far and the experiment's numbers.\n"
+            f"  Compare {VERSIONS[0]} and {VERSIONS[1]} side by side: "
+            f"{stack.dashboard_url}compare?a={VERSIONS[0]}&b={VERSIONS[1]}\n"
+            "  Rate: judge the two lists blind; Review and Metrics: the ratings so far and "
+            "the experiment's numbers.\n"
             f"Try: .venv/bin/python -m services.ranker.client --address {stack.ranker} "
             "recommend demo-user-0000\n"
             "The A/B report above is "
