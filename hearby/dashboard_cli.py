@@ -22,7 +22,13 @@ import time
 from types import FrameType
 
 from dashboard.settings import DashboardSettings
-from hearby.up import StackError, check_ports_free, dashboard_url, http_healthy
+from hearby.up import (
+    StackError,
+    check_ports_free,
+    dashboard_url,
+    http_healthy,
+    stopped_on_signals,
+)
 
 # Service -> what the dashboard asks of it (for --help).
 SERVICES = {
@@ -125,15 +131,17 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     url = dashboard_url(settings.host, settings.port)
-    # Installed explicitly: a shell starting us in the background ignores SIGINT, and a
-    # supervisor's SIGTERM must stop the dashboard too, not orphan it.
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     # Its own session: Ctrl-C reaches us only, and we stop it in order.
     proc = subprocess.Popen(
         [sys.executable, "-m", "dashboard"],
         env={**os.environ, **dashboard_env(settings)},
         start_new_session=True,
     )
+    with stopped_on_signals(_interrupt, lambda: _stop(proc)):
+        return _serve(proc, url)
+
+
+def _serve(proc: subprocess.Popen[bytes], url: str) -> int:
     try:
         if not _wait_healthy(proc, url):
             print(
@@ -153,9 +161,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
-    finally:
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        _stop(proc)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -43,7 +43,7 @@ import socket
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -768,6 +768,31 @@ def _watch(stack: Stack, wanted: str) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def stopped_on_signals(
+    handler: Callable[[int, FrameType | None], None], stop: Callable[[], None]
+) -> Iterator[None]:
+    """Routes SIGINT and SIGTERM to ``handler`` inside the block, then calls ``stop``.
+
+    The handlers are installed explicitly: a shell starting us in the background ignores
+    SIGINT, and Python then never turns it into KeyboardInterrupt; a supervisor's SIGTERM
+    must stop the children too, not orphan them. While ``stop`` runs both signals are
+    ignored, so a second Ctrl-C cannot leave children running; the caller's handlers are
+    back afterwards.
+    """
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            stop()
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby up``."""
     configure_logging("INFO", "text")
@@ -777,9 +802,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     stack = Stack(config)
-    # Installed explicitly: a shell starting us in the background ignores SIGINT, and
-    # Python then never turns it into KeyboardInterrupt.
-    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with stopped_on_signals(_on_signal, stack.stop):
+        return _serve(stack, config)
+
+
+def _serve(stack: Stack, config: StackConfig) -> int:
     try:
         stack.start()
         registered = asyncio.run(stack.register_versions())
@@ -801,10 +828,3 @@ def run(args: argparse.Namespace) -> int:
         return 1
     except _Terminated:
         return 0
-    finally:
-        # A second Ctrl-C must not leave children running: stop() is not interrupted.
-        for sig in previous:
-            signal.signal(sig, signal.SIG_IGN)
-        stack.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 import http.server
+import os
+import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from hearby import up
-from hearby.up import Ports, Stack, StackConfig, StackError, check_ports_free
+from hearby.up import (
+    Ports,
+    Stack,
+    StackConfig,
+    StackError,
+    check_ports_free,
+    stopped_on_signals,
+)
 
 PORT_VARIABLES = (
     "HEARBY_UP_REDIS_PORT",
@@ -188,3 +198,27 @@ def test_a_missing_program_stops_the_start_with_the_install_hint(monkeypatch, tm
     config = StackConfig(tmp_path / "stack", (tmp_path / "models",), Ports.free())
     with pytest.raises(StackError, match="redis-server not found"):
         Stack(config).start()
+
+
+def test_stopped_on_signals_stops_once_on_sigterm_and_restores_the_handlers():
+    class Stopped(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Stopped(signum)
+
+    stops = []
+    seen_during_stop = []
+
+    def stop():
+        seen_during_stop.append(signal.getsignal(signal.SIGINT))
+        stops.append(True)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Stopped), stopped_on_signals(handler, stop):
+        assert signal.getsignal(signal.SIGTERM) is handler
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises long before
+    assert stops == [True]
+    assert seen_during_stop == [signal.SIG_IGN]  # a second Ctrl-C cannot cut stop() short
+    assert signal.getsignal(signal.SIGTERM) is before
