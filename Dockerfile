@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Images of hearby's Python services, one target per deployable (the k8s object, the folder
 # and the image share its name):
 #
