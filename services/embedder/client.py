@@ -295,6 +295,10 @@ class EmbedderClient(TritonConnection):
         batch = min(self._max_batch, info.max_batch_size)
         return await self._run(info, (clips[i : i + batch] for i in range(0, len(clips), batch)))
 
+    async def sample_rate(self, version: str) -> int:
+        """The input sample rate of a loaded version in Hz (from its cached model config)."""
+        return (await self.version_info(version)).sample_rate
+
     async def embed_track(
         self, version: str, audio: np.ndarray, rate: int, windows: bool = False
     ) -> TrackEmbedding:

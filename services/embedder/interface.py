@@ -24,6 +24,15 @@ class HasEmbedding(Protocol):
 class TrackEmbedder(Protocol):
     """Embeds a whole decoded track with one encoder version."""
 
+    async def sample_rate(self, version: str) -> int:
+        """The input sample rate of ``version`` in Hz (audio at that rate is not resampled).
+
+        Raises:
+            Unavailable: The embedder cannot be reached (retryable).
+            NotFound: The version is not loaded (retryable).
+        """
+        ...
+
     async def embed_track(self, version: str, audio: np.ndarray, rate: int) -> HasEmbedding:
         """The track's embedding.
 

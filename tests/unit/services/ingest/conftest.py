@@ -44,14 +44,22 @@ class FakeEmbedder:
     """
 
     calls: list[tuple[str, int]] = field(default_factory=list)
+    # Each call's audio array, so a test can tell a shared resample from two.
+    audio: list[np.ndarray] = field(default_factory=list)
+    # Input rate per version (Hz); unlisted versions take 16 kHz.
+    rates: dict[str, int] = field(default_factory=dict)
     fail: Exception | None = None
     gate: asyncio.Event | None = None
     gate_version: str = "v2"
     entered_gate: asyncio.Event = field(default_factory=asyncio.Event)
     on_call: Callable[[str], Awaitable[object]] | None = None
 
+    async def sample_rate(self, version: str) -> int:
+        return self.rates.get(version, 16000)
+
     async def embed_track(self, version: str, audio: np.ndarray, rate: int) -> TrackEmbedding:
         self.calls.append((version, rate))
+        self.audio.append(audio)
         if self.on_call is not None:
             await self.on_call(version)
         if self.gate is not None and version == self.gate_version:

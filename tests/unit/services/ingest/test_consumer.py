@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.catalog.tracks import Catalog
-from services.common.audio import decode
+from services.common.audio import decode, resample
 from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.ingest.consumer import IngestWorker, Outcome
 from services.ingest.settings import IngestSettings
@@ -309,7 +309,8 @@ async def test_a_track_replaced_while_being_written_ends_up_with_the_new_audio(
     worker = await _started(make_worker())
     outcomes = await _drain(worker)
     assert outcomes[0] is Outcome.SUPERSEDED and outcomes[1:] == [Outcome.DONE, Outcome.DONE]
-    expected = fingerprint(decode(new_audio)[0])
+    # The worker hands the embedder audio at the version's rate (the fake's 16 kHz).
+    expected = fingerprint(resample(*decode(new_audio), 16000))
     for version in ("v1", "v2"):
         np.testing.assert_allclose(writer.rows[(version, "t1")].embedding, expected)
     record = await catalog.get("t1")
@@ -380,3 +381,20 @@ async def test_the_worker_waits_for_redis_and_stops_on_request(make_worker: Work
     stop.set()
     await asyncio.wait_for(task, 5)
     await dead.aclose()
+
+
+async def test_versions_that_share_a_rate_get_one_resample_of_the_track(
+    catalog: Catalog,
+    make_worker: WorkerFactory,
+    embedder: FakeEmbedder,
+    versions: StaticVersions,
+):
+    versions.names.append("v3")
+    embedder.rates = {"v1": 16000, "v2": 16000, "v3": 8000}
+    await catalog.submit("t1", {}, data=tone(seconds=2.0, rate=22050))
+    worker = await _started(make_worker())
+    assert await worker.poll() is Outcome.DONE
+    assert embedder.calls == [("v1", 16000), ("v2", 16000), ("v3", 8000)]
+    at_16k, again_16k, at_8k = embedder.audio
+    assert again_16k is at_16k  # the same array: resampled once for both versions
+    assert len(at_16k) == 32000 and len(at_8k) == 16000
