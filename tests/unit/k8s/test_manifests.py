@@ -250,6 +250,16 @@ def test_only_the_vectorstore_reaches_milvus_and_everything_else_is_denied(rende
     ]
     assert foreign == ["vectorstore"]
     assert policies["ingest"]["spec"]["ingress"] == []
+    # Milvus's own dependencies (chart labels: bitnami etcd, the chart's MinIO) admit Milvus.
+    etcd, minio = policies["milvus-etcd"]["spec"], policies["milvus-minio"]["spec"]
+    assert selects(
+        etcd["podSelector"],
+        {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": "milvus"},
+    )
+    assert selects(minio["podSelector"], {"app": "minio", "release": "milvus"})
+    for spec in (etcd, minio):
+        peers = [peer["podSelector"] for rule in spec["ingress"] for peer in rule["from"]]
+        assert any(selects(peer, milvus_labels) for peer in peers)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
