@@ -4,7 +4,9 @@ Starts each part as a child process with its own log file and ``HEARBY_*`` envir
 waits until each one is healthy (gRPC health SERVING, Triton ready, the dashboard's
 ``/_stcore/health`` ok), registers every version found in the model repositories (each
 becomes READY once its backfill is done), sets a default version once one is READY, prints
-the endpoints and the dashboard's URL, and on Ctrl-C or SIGTERM stops everything in reverse
+the endpoints and the dashboard's URL, restarts a service, an ingest worker or the
+dashboard that dies (at most 5 times in 5 minutes each; redis or the embedder dying stops
+the stack, see :class:`Supervisor`), and on Ctrl-C or SIGTERM stops everything in reverse
 order::
 
     redis-server      own data dir under --data, AOF on (skipped when HEARBY_REDIS_URL is set)
@@ -741,22 +743,88 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _Terminated(signal.Signals(signum).name)
 
 
+class Supervisor:
+    """Restarts the parts of a running stack that die, within a restart budget.
+
+    A service, an ingest worker or the dashboard comes back on its own (the others keep
+    serving meanwhile; clients see UNAVAILABLE for a few seconds). Redis and the embedder
+    cannot be restarted alone, and a part that keeps dying (more than ``max_restarts`` in
+    ``window_seconds``) is not worth restarting again: either ends the stack, with the
+    part's log tail.
+
+    Args:
+        stack: The running stack.
+        max_restarts: Restarts allowed per part within the window.
+        window_seconds: The window, in seconds.
+        clock: Monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        stack: Stack,
+        max_restarts: int = 5,
+        window_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stack = stack
+        self.max_restarts = max_restarts
+        self.window_seconds = window_seconds
+        self.clock = clock
+        self.restarts: dict[str, list[float]] = {}
+
+    def check(self) -> list[str]:
+        """Restarts every dead part that may be; the names of those restarted.
+
+        Raises:
+            StackError: A dead part cannot be restarted alone, has used up its budget, or
+                did not come back.
+        """
+        restarted = []
+        for part in self.stack.dead_parts():
+            code = part.process.proc.returncode if part.process.proc else "?"
+            logger.error(
+                "%s exited (code %s); log %s:\n%s",
+                part.name,
+                code,
+                part.log,
+                part.process.log_tail(),
+            )
+            now = self.clock()
+            recent = [t for t in self.restarts.get(part.name, []) if now - t < self.window_seconds]
+            if len(recent) >= self.max_restarts:
+                raise StackError(
+                    f"{part.name} died {len(recent) + 1} times within {self.window_seconds:g} s; "
+                    f"not restarting it again (log {part.log})"
+                )
+            try:
+                self.stack.restart(part.name)
+            except ValueError as exc:
+                raise StackError(f"{part.name} exited (code {code}): {exc}") from exc
+            except ProcessFailed as exc:
+                raise StackError(f"{part.name} did not come back: {exc}") from exc
+            self.restarts[part.name] = [*recent, now]
+            logger.warning(
+                "%s restarted (%d of %d restarts allowed within %g s)",
+                part.name,
+                len(recent) + 1,
+                self.max_restarts,
+                self.window_seconds,
+            )
+            restarted.append(part.name)
+        return restarted
+
+
 def _watch(stack: Stack, wanted: str) -> int:
-    """Watches the parts until one dies (exit code 1) or Ctrl-C/SIGTERM (exit code 0)."""
+    """Supervises the parts until Ctrl-C/SIGTERM (exit 0) or one cannot be kept up (1)."""
+    supervisor = Supervisor(stack)
     default = ""
     next_default_check = 0.0
     try:
         while True:
-            dead = stack.dead_parts()
-            if dead:
-                for part in dead:
-                    logger.error(
-                        "%s exited (code %s); log %s:\n%s",
-                        part.name,
-                        part.process.proc.returncode if part.process.proc else "?",
-                        part.log,
-                        part.process.log_tail(),
-                    )
+            try:
+                supervisor.check()
+            except StackError as exc:
+                logger.error("%s; stopping the stack", exc)
                 return 1
             if not default and time.monotonic() >= next_default_check:
                 with contextlib.suppress(HearbyError):

@@ -5,7 +5,8 @@ one bundled (``models/``) and one published (``var/model_repository``): Triton s
 both repositories, and both versions backfill to READY; the first READY one becomes the
 default.
 50 synthetic corpus tracks are submitted through SubmitTrack; one ingest worker is killed
-with SIGKILL while the stream is being worked off, and restarted under its consumer name.
+with SIGKILL while the stream is being worked off, and ``hearby up``'s supervisor restarts it
+under its consumer name.
 In the end every track is stored exactly once in both versions, nothing is pending, and a
 search with a track's own stored embedding finds that track first.
 """
@@ -20,7 +21,7 @@ import grpc
 import numpy as np
 import pytest
 
-from hearby.up import Stack
+from hearby.up import Stack, Supervisor
 from services.catalog.client import CatalogClient
 from services.vectorstore.client import VectorStoreClient
 from tests.e2e.support import (
@@ -72,7 +73,8 @@ def test_a_catalog_is_ingested_once_into_both_versions_despite_a_killed_worker(s
     stack.worker(1).kill()  # SIGKILL: no ack, no cleanup
     left = asyncio.run(ingest_status(stack)).stream_length
     assert left > 0, "the workers finished before one could be killed mid-stream"
-    stack.restart("ingest-1")
+    # What `hearby up` does: its supervisor starts the dead worker again under its name.
+    assert Supervisor(stack).check() == ["ingest-1"]
 
     status = asyncio.run(wait_drained(stack))
     assert (status.stream_length, status.pending, status.lag, status.dead_letters) == (0, 0, 0, 0)

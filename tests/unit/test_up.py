@@ -222,3 +222,60 @@ def test_stopped_on_signals_stops_once_on_sigterm_and_restores_the_handlers():
     assert stops == [True]
     assert seen_during_stop == [signal.SIG_IGN]  # a second Ctrl-C cannot cut stop() short
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class _Process:
+    """A part's process as the supervisor sees it: dead or alive, with a log tail."""
+
+    def __init__(self) -> None:
+        self.proc = None
+        self.dead = False
+
+    def alive(self) -> bool:
+        return not self.dead
+
+    def log_tail(self) -> str:
+        return "last words"
+
+
+class _Stack:
+    """The two calls the supervisor makes: dead_parts() and restart(name)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.parts = {name: up.Part(name, _Process(), "", Path(f"{name}.log")) for name in names}
+        self.restarted: list[str] = []
+
+    def dead_parts(self) -> list[up.Part]:
+        return [p for p in self.parts.values() if not p.process.alive()]
+
+    def restart(self, name: str) -> up.Part:
+        if name in ("redis", "embedder"):
+            raise ValueError(f"{name} cannot be restarted alone; restart the stack")
+        self.restarted.append(name)
+        self.parts[name] = up.Part(name, _Process(), "", Path(f"{name}.log"))
+        return self.parts[name]
+
+
+def test_the_supervisor_restarts_a_dead_service_until_its_budget_is_spent():
+    now = [0.0]
+    stack = _Stack(["ranker", "ingest-1"])
+    supervisor = up.Supervisor(stack, max_restarts=2, window_seconds=60, clock=lambda: now[0])
+    assert supervisor.check() == []
+    for _ in range(2):
+        stack.parts["ranker"].process.dead = True
+        now[0] += 10
+        assert supervisor.check() == ["ranker"]
+    stack.parts["ranker"].process.dead = True
+    with pytest.raises(StackError, match="ranker died 3 times within 60 s"):
+        supervisor.check()
+    # Outside the window the old restarts no longer count.
+    now[0] += 61
+    assert supervisor.check() == ["ranker"]
+    assert stack.restarted == ["ranker"] * 3
+
+
+def test_the_supervisor_gives_up_on_a_part_that_cannot_restart_alone():
+    stack = _Stack(["redis", "ranker"])
+    stack.parts["redis"].process.dead = True
+    with pytest.raises(StackError, match=r"redis exited .*cannot be restarted alone"):
+        up.Supervisor(stack).check()
