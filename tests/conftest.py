@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +22,20 @@ from services.embedder.triton_server import TritonServer
 from tests.support import tiny_model
 
 TINY_MODEL = "tiny"
+
+
+@pytest.fixture(autouse=True)
+def _keep_main_module() -> Iterator[None]:
+    """Puts ``sys.modules["__main__"]`` back after each test.
+
+    streamlit.testing's AppTest replaces it with the page script it ran. A later test that
+    starts processes with multiprocessing's spawn then re-ran that page in every child,
+    which failed, and the pool respawned them forever (seen: the demo's corpus render after
+    the dashboard tests).
+    """
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
 
 
 @pytest.fixture(scope="session")
