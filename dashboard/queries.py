@@ -94,8 +94,9 @@ class Backend:
         self._tracks: tuple[float, list[TrackRecord]] | None = None
         self._tracks_lock = threading.Lock()
         timeout = settings.timeout_seconds
-        self._control = ControlClient(self._channel(settings.control_address), timeout)
-        self._experiments = ExperimentClient(self._channel(settings.control_address), timeout)
+        control = self._channel(settings.control_address)  # both of its services
+        self._control = ControlClient(control, timeout)
+        self._experiments = ExperimentClient(control, timeout)
         self._catalog = CatalogClient(self._channel(settings.catalog_address), timeout)
         self._ranker = RankerClient(self._channel(settings.ranker_address), timeout)
         self._feedback = FeedbackClient(self._channel(settings.feedback_address), timeout)

@@ -35,6 +35,13 @@ def guarded() -> Iterator[None]:
         st.stop()
 
 
+def catalog_labels() -> dict[str, TrackMetadata]:
+    """Every catalog track's labels by track id, in id order (converted once per page run)."""
+    with guarded():
+        tracks = backend().tracks()
+    return {t.track_id: labels.metadata_from_dict(t.metadata) for t in tracks}
+
+
 def ready_versions() -> list[Version]:
     """The READY versions; ends the page with a hint when there are none."""
     with guarded():

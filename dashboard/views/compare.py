@@ -15,7 +15,6 @@ import streamlit as st
 
 from dashboard import labels, widgets
 from dashboard.queries import ServiceError
-from services.catalog.tracks import TrackRecord
 from services.vectorstore.records import TrackMetadata
 
 MIB = 1024 * 1024
@@ -39,41 +38,36 @@ def _explain_missing(name: str, ready: list[str], where: str) -> None:
     st.warning(f"{where} version {name!r}, which is {status} now, not READY; pick another.")
 
 
-def _catalog_seed(tracks: list[TrackRecord]) -> tuple[str, TrackMetadata] | None:
-    """The catalog seed the user picked: (track id, labels), or None."""
-    by_id = {t.track_id: t for t in tracks}
+def _catalog_seed(known: dict[str, TrackMetadata]) -> tuple[str, TrackMetadata] | None:
+    """The catalog seed the user picked among ``known`` (id -> labels): (id, labels), or None."""
     linked = st.query_params.get("seed", "")
     if "compare_seed" not in st.session_state and linked:
-        if linked in by_id:
+        if linked in known:
             st.session_state["compare_seed"] = linked
         else:
             st.warning(f"The link's seed track {linked!r} is not in the catalog.")
     query = st.text_input("Search by id, title or label", key="compare_query")
-    found = [t.track_id for t in tracks if _matches(t, query.split())]
+    words = query.split()
+    found = [i for i, metadata in known.items() if labels.matches(i, metadata, words)]
     if not found:
-        st.warning(f"No track matches {query!r}; {len(tracks)} tracks in the catalog.")
+        st.warning(f"No track matches {query!r}; {len(known)} tracks in the catalog.")
         return None
     if st.button("Pick a random track", key="compare_random"):
         st.session_state["compare_seed"] = random.choice(found)
     chosen = st.session_state.get("compare_seed")
-    if chosen in by_id and chosen not in found:
+    if chosen in known and chosen not in found:
         found.insert(0, chosen)
     seed = st.selectbox(
         f"Seed track ({len(found)} match)",
         found,
         key="compare_seed",
-        format_func=lambda track_id: _title(by_id[track_id]),
+        format_func=lambda track_id: _title(track_id, known[track_id]),
     )
-    return seed, labels.metadata_from_dict(by_id[seed].metadata)
+    return seed, known[seed]
 
 
-def _matches(track: TrackRecord, words: list[str]) -> bool:
-    return labels.matches(track.track_id, labels.metadata_from_dict(track.metadata), words)
-
-
-def _title(track: TrackRecord) -> str:
-    metadata = labels.metadata_from_dict(track.metadata)
-    return f"{track.track_id} · {metadata.title or 'untitled'} · {widgets.describe(metadata)}"
+def _title(track_id: str, metadata: TrackMetadata) -> str:
+    return f"{track_id} · {metadata.title or 'untitled'} · {widgets.describe(metadata)}"
 
 
 def _uploaded_seed() -> bytes | None:
@@ -146,8 +140,7 @@ seed_id: str | None = None
 seed_audio: bytes | None = None
 seed_labels: TrackMetadata | None = None
 if source == "Catalog track":
-    with widgets.guarded():
-        picked = _catalog_seed(widgets.backend().tracks())
+    picked = _catalog_seed(widgets.catalog_labels())
     if picked is None:
         st.stop()
     seed_id, seed_labels = picked

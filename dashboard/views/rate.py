@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import labels, widgets
+from dashboard import widgets
 from services.feedback.ratings import NeighbourScore, Preference, Rating, ShownList, Side
 from services.vectorstore.records import TrackMetadata
 
@@ -168,8 +168,7 @@ if {trial.left.version, trial.right.version} != {version_a, version_b}:
     st.info("The versions changed; press **New trial** for a trial of this pair.")
     st.stop()
 
-with widgets.guarded():
-    known = {t.track_id: labels.metadata_from_dict(t.metadata) for t in widgets.backend().tracks()}
+known = widgets.catalog_labels()
 show_labels = st.checkbox("Show labels", value=False, key="rate_labels")
 players = st.checkbox("Audio players", value=True, key="rate_players")
 seed_labels = known.get(trial.seed_track_id)

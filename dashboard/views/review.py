@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import labels, review_stats, widgets
+from dashboard import review_stats, widgets
 from dashboard.queries import ServiceError
 from services.control.registry import LocalityScore
 from services.feedback.ratings import Rating
@@ -88,9 +88,7 @@ def _show_scores(ratings: list[Rating], versions: tuple[str, str]) -> None:
 
 
 def _show_alignment(ratings: list[Rating], versions: tuple[str, str]) -> None:
-    with widgets.guarded():
-        tracks = widgets.backend().tracks()
-    metadata = {t.track_id: labels.metadata_from_dict(t.metadata) for t in tracks}
+    metadata = widgets.catalog_labels()
     profiles = {v: _offline_profile(v) for v in versions}
     rows = []
     for row in review_stats.locality_alignment(ratings, metadata):
