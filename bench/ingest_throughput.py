@@ -58,12 +58,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-import grpc
 import numpy as np
 import torch
 
 from hearby.up import Ports, Stack, StackConfig
 from services.common.audio import decode, resample
+from services.common.channels import open_channel
 from services.common.logging import configure_logging
 from services.embedder.client import track_vector, window_batches
 from services.embedder.model_repository import list_versions, read_manifest
@@ -254,7 +254,7 @@ async def _submit_and_watch(
 
 
 async def _stored(stack: Stack, version: str, ids: list[str]) -> np.ndarray:
-    async with grpc.aio.insecure_channel(stack.vectorstore) as channel:
+    async with open_channel(stack.vectorstore) as channel:
         got = await VectorStoreClient(channel, timeout_seconds=60).get(
             version, ids, include_embeddings=True
         )

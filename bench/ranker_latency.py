@@ -42,11 +42,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from hearby.up import service_process
 from services.common import redis_client
+from services.common.channels import open_channel
 from services.common.processes import ManagedProcess, free_port
 from services.common.redis_server import RedisServer
 from services.control.registry import VersionRegistry
@@ -167,7 +167,7 @@ async def populate(catalog: Catalog, redis_url: str, vectorstore: str, seed: int
         await registry.register(VERSION, manifest_json(VERSION))
         await registry.start_backfill(VERSION, len(catalog.vectors))
         labels = random.Random(seed)
-        async with grpc.aio.insecure_channel(vectorstore) as channel:
+        async with open_channel(vectorstore) as channel:
             client = VectorStoreClient(channel, timeout_seconds=120)
             await client.create_collection(VERSION, DIM)
             started = time.perf_counter()
@@ -308,7 +308,7 @@ async def measure(
     async def run(label: str, call: Callable[[int], Awaitable[object]]) -> Phase:
         return await run_phase(label, call, args.requests, args.warmup, args.concurrency, processes)
 
-    async with grpc.aio.insecure_channel(vectorstore) as channel:
+    async with open_channel(vectorstore) as channel:
         store = VectorStoreClient(channel, timeout_seconds=30)
 
         async def search_k(n: int) -> object:
@@ -328,7 +328,7 @@ async def measure(
         phases.append(await run(f"vectorstore Search k={K}", search_k))
         phases.append(await run(f"vectorstore Search pool k={POOL}", search_pool))
         phases.append(await run("vectorstore Get + Search pool", get_search_pool))
-    async with grpc.aio.insecure_channel(ranker) as channel:
+    async with open_channel(ranker) as channel:
         client = RankerClient(channel, timeout_seconds=30)
 
         async def similar(n: int) -> object:

@@ -22,11 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymilvus import MilvusClient
 
+from services.common.channels import open_blocking_channel, open_channel
 from services.common.processes import ManagedProcess, free_port
 from services.vectorstore import filters
 from services.vectorstore.client import VectorStoreClient
@@ -78,7 +78,7 @@ def _recall(found: list[list[int]], exact: list[set[int]]) -> float:
 
 
 def _serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=1
         )
@@ -96,7 +96,7 @@ async def _through_service(
 ) -> tuple[float, dict[str, tuple[np.ndarray, list[list[int]]]]]:
     """Fills the version; returns write rows/s and, per mode, latencies (ms) and hit ids."""
     results: dict[str, tuple[np.ndarray, list[list[int]]]] = {}
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         client = VectorStoreClient(channel, timeout_seconds=120)
         await client.create_collection(VERSION, matrix.shape[1])
         started = time.perf_counter()

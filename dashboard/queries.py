@@ -26,6 +26,7 @@ import numpy as np
 from dashboard.settings import DashboardSettings
 from services.catalog.client import CatalogClient, channel_options
 from services.catalog.tracks import IngestStatus, TrackRecord
+from services.common.channels import open_channel
 from services.common.errors import HearbyError, Unavailable
 from services.control.ab_report import Report
 from services.control.client import ControlClient
@@ -105,11 +106,11 @@ class Backend:
     def _channel(self, address: str) -> grpc.aio.Channel:
         """A channel created on the backend's loop (aio channels belong to one loop)."""
 
-        async def open_channel() -> grpc.aio.Channel:
+        async def connect() -> grpc.aio.Channel:
             mib = self.settings.max_upload_mib + 16
-            return grpc.aio.insecure_channel(address, options=channel_options(mib))
+            return open_channel(address, options=channel_options(mib))
 
-        channel = asyncio.run_coroutine_threadsafe(open_channel(), self._loop).result()
+        channel = asyncio.run_coroutine_threadsafe(connect(), self._loop).result()
         self._channels.append(channel)
         return channel
 

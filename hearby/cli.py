@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "hearby.dashboard_cli",
         "the Streamlit dashboard alone (hearby up starts it too): compare, rate, review",
     ),
+    "keys": ("hearby.keys_cli", "API keys: create, list, rotate, revoke (hashed, no restart)"),
+    "certs": ("hearby.certs_cli", "a development CA and TLS/mTLS certificates for the services"),
     "ratings": ("hearby.ratings_cli", "similarity ratings from the dashboard: export as CSV"),
     "demo": (
         "hearby.demo",

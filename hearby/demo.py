@@ -28,10 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from hearby.up import Ports, Stack, StackConfig, StackError, UpSettings
 from services.catalog.client import CatalogClient, channel_options
+from services.common.channels import open_channel
 from services.common.errors import AlreadyExists, FailedPrecondition, HearbyError
 from services.common.logging import configure_logging
 from services.control.client import ControlClient
@@ -78,7 +77,7 @@ def render_catalog(out: Path, tracks: int, seed: int) -> None:
 async def wait_versions_ready(stack: Stack, timeout: float) -> None:
     """Waits until the bundled versions are READY, then makes ``none`` the default."""
     deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(stack.control) as channel:
+    async with open_channel(stack.control, api_key=stack.api_key) as channel:
         client = ControlClient(channel)
         while True:
             versions = {v.name: v for v in await client.list_versions()}
@@ -97,13 +96,14 @@ async def ingest(stack: Stack, corpus: Path, timeout: float) -> int:
     from hearby.ingest_cli import submit_folder
     from services.vectorstore.client import VectorStoreClient
 
-    async with grpc.aio.insecure_channel(stack.catalog, options=channel_options()) as channel:
+    channel = open_channel(stack.catalog, options=channel_options(), api_key=stack.api_key)
+    async with channel:
         summary = await submit_folder(CatalogClient(channel), corpus, progress=True)
     wanted = sum(summary.counts[s] for s in ("accepted", "duplicate", "replaced"))
     for line in summary.lines():
         _say(f"      {line}")
     deadline = time.monotonic() + timeout
-    async with grpc.aio.insecure_channel(stack.vectorstore) as channel:
+    async with open_channel(stack.vectorstore, api_key=stack.api_key) as channel:
         store = VectorStoreClient(channel)
         while True:
             counts = [await store.count(v) for v in VERSIONS]
@@ -116,7 +116,7 @@ async def ingest(stack: Stack, corpus: Path, timeout: float) -> int:
 
 async def start_experiment(stack: Stack) -> None:
     """Creates (once) and starts the 50/50 experiment between the bundled versions."""
-    async with grpc.aio.insecure_channel(stack.control) as channel:
+    async with open_channel(stack.control, api_key=stack.api_key) as channel:
         client = ExperimentClient(channel)
         experiment = Experiment(
             name=EXPERIMENT,
@@ -173,7 +173,7 @@ async def replay(stack: Stack, users: Sequence[Listener], steps: int, seed: int)
     slots = asyncio.Semaphore(4)
     matched = 0
     bar = tqdm(total=len(users), unit="session", desc="sessions")
-    async with grpc.aio.insecure_channel(stack.ranker) as channel:
+    async with open_channel(stack.ranker, api_key=stack.api_key) as channel:
         client = RankerClient(channel)
 
         async def one(listener: Listener) -> None:
@@ -208,7 +208,7 @@ async def showcase(stack: Stack, users: Sequence[Listener], corpus: Path) -> Non
     """Prints Similar by key and by genre for one track, and a user's recommendations."""
     with (corpus / "labels.csv").open(newline="") as handle:
         seed_track = next(csv.DictReader(handle))
-    async with grpc.aio.insecure_channel(stack.ranker) as channel:
+    async with open_channel(stack.ranker, api_key=stack.api_key) as channel:
         client = RankerClient(channel)
         seed_id = seed_track["track_id"]
         _say(
@@ -228,7 +228,7 @@ async def report(stack: Stack) -> str:
     """The experiment report as ``hearby experiment report`` prints it."""
     from hearby.experiment_cli import format_report
 
-    async with grpc.aio.insecure_channel(stack.control) as channel:
+    async with open_channel(stack.control, api_key=stack.api_key) as channel:
         return format_report(await ExperimentClient(channel).report(EXPERIMENT))
 
 
@@ -279,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
         ports=Ports.configured(args.base_port),
         default_version=VERSIONS[0],
         log_format="text",
+        auth=True,
     )
     stack = Stack(config)
     _say(f"[2/7] starting the stack (logs in {stack.logs}); Triton takes a minute")
@@ -293,7 +294,9 @@ def run(args: argparse.Namespace) -> int:
             f"{stack.dashboard_url}compare?a={VERSIONS[0]}&b={VERSIONS[1]}\n"
             "  Rate: judge the two lists blind; Review and Metrics: the ratings so far and "
             "the experiment's numbers.\n"
-            f"Try: .venv/bin/python -m services.ranker.client --address {stack.ranker} "
+            + stack.auth_summary()
+            + f"\nTry: HEARBY_API_KEY_FILE={stack.keys.admin_file if stack.keys else ''} "
+            f".venv/bin/python -m services.ranker.client --address {stack.ranker} "
             "recommend demo-user-0000\n"
             "The A/B report above is "
             f"`hearby experiment report {EXPERIMENT} --control {stack.control}`."

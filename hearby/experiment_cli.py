@@ -21,10 +21,10 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-import grpc
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.channels import open_channel
 from services.common.errors import HearbyError, InvalidArgument, Unavailable
 from services.control.ab_report import Report, format_rate
 from services.control.experiment_client import ExperimentClient
@@ -291,7 +291,7 @@ async def _call(client: ExperimentClient, args: argparse.Namespace) -> str:
 
 
 async def _run(args: argparse.Namespace, address: str, timeout: float) -> str:
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:
         return await _call(ExperimentClient(channel, timeout), args)
 
 

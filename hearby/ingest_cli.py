@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
 from tqdm import tqdm
 
 from services.catalog.client import DEFAULT_ADDRESS, CatalogClient, channel_options
 from services.catalog.tracks import STRING_FIELDS, SubmitResult
+from services.common.channels import open_channel
 from services.common.errors import DeadlineExceeded, HearbyError, Unavailable
 from trainer.corpus.loader import load_corpus
 
@@ -218,7 +218,7 @@ async def _dead_letters(client: CatalogClient, limit: int) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    async with grpc.aio.insecure_channel(args.catalog, options=channel_options()) as channel:
+    async with open_channel(args.catalog, options=channel_options()) as channel:
         client = CatalogClient(channel, args.timeout)
         if args.status:
             return await _status(client)

@@ -19,12 +19,12 @@ import os
 import sys
 from pathlib import Path
 
-import grpc
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dashboard.review_stats import ratings_to_csv
 from services.catalog.client import channel_options
+from services.common.channels import open_channel
 from services.common.errors import HearbyError, Unavailable
 from services.feedback.client import FeedbackClient
 from services.feedback.ratings import Rating
@@ -93,7 +93,7 @@ async def fetch_ratings(
         HearbyError: The call failed (``Unavailable`` when the service cannot be reached).
     """
     options = channel_options(_MAX_REPLY_MIB)
-    async with grpc.aio.insecure_channel(address, options=options) as channel:
+    async with open_channel(address, options=options) as channel:
         return await FeedbackClient(channel, timeout).list_ratings(*versions)
 
 

@@ -56,6 +56,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.channels import open_blocking_channel, open_channel
 from services.common.errors import HearbyError
 from services.common.logging import configure_logging
 from services.common.processes import ManagedProcess, MissingDependency, ProcessFailed, free_port
@@ -183,6 +184,10 @@ class StackConfig:
         log_format: ``text`` or ``json`` for every part's log.
         env: Extra environment for every part (e.g. shorter timeouts in tests).
         start_timeout: Seconds one part may take to become healthy.
+        auth: Require API keys on every service (``hearby up`` does unless ``--no-auth``).
+            The stack keeps its key file in ``<data>/keys/``: an unlimited ``service``
+            key the parts use towards each other and an ``admin`` key for the operator
+            (``admin.key``, which the CLIs read by default).
     """
 
     data_dir: Path
@@ -195,11 +200,12 @@ class StackConfig:
     log_format: str = "text"
     env: Mapping[str, str] = field(default_factory=dict)
     start_timeout: float = 300.0
+    auth: bool = False
 
 
 def grpc_serving(address: str, timeout: float = 1.0) -> bool:
     """Whether the gRPC server at ``address`` reports SERVING (standard health service)."""
-    with grpc.insecure_channel(address) as channel:
+    with open_blocking_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout
@@ -341,6 +347,51 @@ class Part:
     log: Path
 
 
+class StackKeys:
+    """The API keys of one stack, kept in ``<data>/keys/`` across restarts.
+
+    Args:
+        folder: Where ``keys.json`` (hashes), ``service.key`` and ``admin.key`` live.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.file = folder / "keys.json"
+        self.service_file = folder / "service.key"
+        self.admin_file = folder / "admin.key"
+
+    def _valid(self, key_file: Path) -> bool:
+        """Whether ``key_file`` holds a key the key file still accepts."""
+        from services.common.auth import KeyStore
+
+        if not (key_file.exists() and self.file.exists()):
+            return False
+        try:
+            KeyStore(self.file).authenticate(key_file.read_text().strip())
+        except HearbyError:
+            return False
+        return True
+
+    def ensure(self) -> None:
+        """Makes the service and admin keys unless valid ones exist already."""
+        from hearby.keys_cli import write_secret
+        from services.common.auth import Scope, add_key
+
+        for key_file, name, rate in (
+            # Internal calls must never be throttled: one ranker call fans out further.
+            (self.service_file, "stack-services", 0.0),
+            (self.admin_file, "stack-admin", None),
+        ):
+            if not self._valid(key_file):
+                token, _ = add_key(self.file, name, frozenset({Scope.ADMIN}), rate)
+                write_secret(key_file, token)
+
+    @property
+    def admin(self) -> str:
+        """The operator's key."""
+        return self.admin_file.read_text().strip()
+
+
 class Stack:
     """The running parts of one hearby stack.
 
@@ -365,8 +416,14 @@ class Stack:
         self.feedback = f"{host}:{ports.feedback}"
         self.embedder = f"{host}:{ports.embedder}"
         self.dashboard_url = dashboard_url(host, ports.dashboard)
+        self.keys = StackKeys(self.data_dir / "keys") if config.auth else None
         self.parts: dict[str, Part] = {}
         self._phases: list[list[str]] = []
+
+    @property
+    def api_key(self) -> str:
+        """The operator's (admin) key; "" when the stack runs without authentication."""
+        return self.keys.admin if self.keys else ""
 
     # -- environment --------------------------------------------------------------------
 
@@ -391,7 +448,11 @@ class Stack:
             "HEARBY_EMBEDDER_WORKDIR": str(self.data_dir / "embedder"),
             "HEARBY_VECTORSTORE_MILVUS_URI": str(self.data_dir / "milvus" / "hearby.db"),
             "HEARBY_CATALOG_AUDIO_STORE": str(self.data_dir / "audio"),
+            "HEARBY_AUTH": "keys" if self.keys else "off",
         }
+        if self.keys:
+            env["HEARBY_AUTH_KEYS_FILE"] = str(self.keys.file)
+            env["HEARBY_API_KEY_FILE"] = str(self.keys.service_file)
         for prefix, port in (
             ("CONTROL", ports.control),
             ("VECTORSTORE", ports.vectorstore),
@@ -498,6 +559,8 @@ class Stack:
         if not self.config.redis_url:
             ports["redis"] = self.config.ports.redis
         check_ports_free(self.config.host, ports)
+        if self.keys:
+            self.keys.ensure()
         try:
             for phase in self._plan():
                 self._start_phase(phase)
@@ -600,7 +663,7 @@ class Stack:
 
         outcome: dict[str, str] = {}
         duplicates = duplicate_versions(self.repositories)
-        async with grpc.aio.insecure_channel(self.control) as channel:
+        async with open_channel(self.control, api_key=self.api_key) as channel:
             client = ControlClient(channel, timeout_seconds=30)
             for name, repository in repository_versions(self.repositories).items():
                 if name in duplicates:
@@ -622,7 +685,7 @@ class Stack:
         """Every registered version, oldest first."""
         from services.control.client import ControlClient
 
-        async with grpc.aio.insecure_channel(self.control) as channel:
+        async with open_channel(self.control, api_key=self.api_key) as channel:
             return await ControlClient(channel).list_versions()
 
     async def ensure_default(self, wanted: str = "") -> str:
@@ -636,7 +699,7 @@ class Stack:
         """
         from services.control.client import ControlClient
 
-        async with grpc.aio.insecure_channel(self.control) as channel:
+        async with open_channel(self.control, api_key=self.api_key) as channel:
             client = ControlClient(channel)
             # Listing, not GetDefaultVersion: "no default yet" is no error worth a log line.
             versions = await client.list_versions([VersionStatus.READY])
@@ -652,6 +715,19 @@ class Stack:
             return choice
 
     # -- reporting ----------------------------------------------------------------------
+
+    def auth_summary(self) -> str:
+        """How callers authenticate with this stack (one or two lines for the console)."""
+        if self.keys is None:
+            return "authentication: OFF (--no-auth): any caller may call any RPC"
+        line = (
+            f"API keys: {self.keys.file} (hearby keys list); operator key in {self.keys.admin_file}"
+        )
+        from services.common.channels import DEFAULT_KEY_FILE
+
+        if self.keys.admin_file.resolve() != DEFAULT_KEY_FILE.resolve():
+            line += f"\n  for the CLIs: export HEARBY_API_KEY_FILE={self.keys.admin_file}"
+        return line
 
     def endpoints(self) -> str:
         """A table of the parts: name, address, pid, log file."""
@@ -711,6 +787,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=("text", "json"), default="text", help="parts' log format"
     )
+    parser.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="serve without API keys (local experiments only; every caller may do anything)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> StackConfig:
@@ -732,6 +813,7 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
         default_version=args.default,
         log_format=args.log_format,
         start_timeout=UpSettings().start_timeout_seconds,
+        auth=not args.no_auth,
     )
 
 
@@ -889,6 +971,7 @@ def _serve(stack: Stack, config: StackConfig) -> int:
             f"dashboard: {stack.dashboard_url} (Compare: two versions' neighbours side by side; "
             "Rate: blind ratings; Review, Metrics)"
         )
+        print(stack.auth_summary())
         print("Ctrl-C stops everything.")
         return _watch(stack, config.default_version)
     except (StackError, HearbyError) as exc:

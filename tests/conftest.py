@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,12 @@ from services.embedder.triton_server import TritonServer
 from tests.support import tiny_model
 
 TINY_MODEL = "tiny"
+
+# Servers require API keys unless told otherwise. Tests of one service's behaviour talk to
+# it without keys (in-process and in the processes they start, which inherit this); the
+# tests of authentication itself (tests/e2e/security/, tests/unit/services/common/
+# test_access.py), the demo and the fault suite run with keys on, as `hearby up` does.
+os.environ["HEARBY_AUTH"] = "off"
 
 
 @pytest.fixture(autouse=True)

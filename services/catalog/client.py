@@ -41,6 +41,7 @@ from services.catalog.tracks import (
     TrackRecord,
 )
 from services.common import rpc
+from services.common.channels import open_channel
 from services.common.smoke import run_smoke
 
 DEFAULT_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
@@ -185,7 +186,7 @@ def channel_options(max_message_mib: int = 80) -> list[tuple[str, int]]:
 
 
 async def _smoke(args: argparse.Namespace) -> list[str]:
-    async with grpc.aio.insecure_channel(args.address, options=channel_options()) as channel:
+    async with open_channel(args.address, options=channel_options()) as channel:
         client = CatalogClient(channel, args.timeout)
         if args.command == "submit":
             metadata = {k: v for k in ("genre", "artist") if (v := getattr(args, k))}

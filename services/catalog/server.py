@@ -15,6 +15,7 @@ from services.catalog.tracks import ActiveVersions, Catalog, CatalogKeys, Regist
 from services.common import redis_client
 from services.common.audio import AudioLimits
 from services.common.bootstrap import RunningServer, ServiceBinding, serve, start_server
+from services.common.channels import open_channel
 from services.common.health import Probe
 from services.control.client import ControlClient
 
@@ -109,7 +110,7 @@ async def run(settings: CatalogSettings, versions: ActiveVersions | None = None)
     """
     channel: grpc.aio.Channel | None = None
     if versions is None:
-        channel = grpc.aio.insecure_channel(settings.control_address)
+        channel = open_channel(settings.control_address)
         versions = RegistryVersions(ControlClient(channel, settings.rpc_timeout_seconds))
     client, catalog = await _prepare(settings, versions)
 

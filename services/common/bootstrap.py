@@ -1,9 +1,11 @@
 """Builds, starts and stops a hearby gRPC server; every service's ``server.py`` calls this.
 
 A server gets: the service's servicers, the standard health service (``grpc.health.v1``),
-server reflection, the :class:`~services.common.interceptors.ServiceInterceptor` (status
-codes, metrics, logs), message size limits, the Prometheus endpoint, and a graceful stop
-on SIGTERM/SIGINT (NOT_SERVING first, then in-flight calls get ``grace_seconds``).
+server reflection, the :class:`~services.common.interceptors.ServiceInterceptor` (API keys
+and rate limits, status codes, metrics, logs), TLS or mTLS when configured
+(:class:`~services.common.settings_base.SecuritySettings`), message size limits, the
+Prometheus endpoint, and a graceful stop on SIGTERM/SIGINT (NOT_SERVING first, then
+in-flight calls get ``grace_seconds``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common.access import AccessControl
 from services.common.health import SERVING, HealthReporter, Probe
 from services.common.interceptors import ServiceInterceptor
 from services.common.metrics import start_metrics_server
-from services.common.settings_base import ServiceSettings
+from services.common.settings_base import SecuritySettings, ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +70,32 @@ class RunningServer:
         logger.info("server on port %d stopped", self.port)
 
 
+def server_credentials(security: SecuritySettings) -> grpc.ServerCredentials | None:
+    """TLS credentials for the server port, or None for plaintext.
+
+    Raises:
+        FileNotFoundError: A configured certificate, key or CA file is missing.
+    """
+    if not security.server_tls:
+        return None
+    assert security.tls_cert_file is not None and security.tls_key_file is not None
+    cert = security.tls_cert_file.read_bytes()
+    key = security.tls_key_file.read_bytes()
+    ca = None
+    if security.tls_mutual:
+        if security.tls_ca_file is None:
+            raise FileNotFoundError("HEARBY_TLS_MUTUAL needs HEARBY_TLS_CA_FILE (the client CA)")
+        ca = security.tls_ca_file.read_bytes()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=security.tls_mutual
+    )
+
+
 async def start_server(
     settings: ServiceSettings,
     bindings: Sequence[ServiceBinding],
     probes: Mapping[str, Probe] | None = None,
+    security: SecuritySettings | None = None,
 ) -> RunningServer:
     """Builds and starts a server; returns once it accepts calls.
 
@@ -78,18 +103,24 @@ async def start_server(
         settings: Host, port, limits and metrics port.
         bindings: The service's servicers.
         probes: Dependency checks that decide SERVING vs NOT_SERVING (see health.py).
+        security: Keys, rate limits and TLS (default: from the ``HEARBY_*`` environment).
 
     Returns:
         The running server; ``port`` is the bound port (useful when settings.port is 0).
 
     Raises:
         RuntimeError: The port could not be bound (e.g. already in use).
+        FileNotFoundError: Authentication is on without a key file, or a TLS file is
+            missing.
     """
+    security = security or SecuritySettings()
+    access = AccessControl.from_settings(security)
+    credentials = server_credentials(security)
     limits = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.aio.server(interceptors=[ServiceInterceptor()], options=limits)
+    server = grpc.aio.server(interceptors=[ServiceInterceptor(access)], options=limits)
     for binding in bindings:
         binding.add_to_server(binding.servicer, server)
     health_servicer = health.aio.HealthServicer()
@@ -105,7 +136,10 @@ async def start_server(
     )
     address = f"{settings.host}:{settings.port}"
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise RuntimeError(f"cannot listen on {address}: {exc} (is the port in use?)") from exc
     await server.start()
@@ -116,7 +150,14 @@ async def start_server(
         await reporter.set_all(SERVING)
     reporter.start()
     metrics = start_metrics_server(settings.metrics_port, settings.host)
-    logger.info("serving %s on %s:%d", ", ".join(names), settings.host, port)
+    logger.info(
+        "serving %s on %s:%d (%s, %s)",
+        ", ".join(names),
+        settings.host,
+        port,
+        ("mTLS" if security.tls_mutual else "TLS") if credentials else "plaintext",
+        f"API keys from {security.auth_keys_file}" if access.keys else "no authentication",
+    )
     return RunningServer(
         server=server,
         port=port,

@@ -13,13 +13,16 @@ class HearbyError(Exception):
 
     Attributes:
         status: Name of the ``grpc.StatusCode`` member this error maps to.
+        retry_after_seconds: When set, how long the caller should wait before retrying;
+            sent as a ``google.rpc.RetryInfo`` in the status details.
     """
 
     status = "UNKNOWN"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after_seconds = retry_after_seconds
 
 
 class InvalidArgument(HearbyError):

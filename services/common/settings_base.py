@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -62,3 +62,61 @@ class ServiceSettings(BaseSettings):
     def max_message_bytes(self) -> int:
         """The message size limit in bytes."""
         return self.max_message_mib * MIB
+
+
+class SecuritySettings(BaseSettings):
+    """Authentication, rate limits and TLS, shared by every server and client of hearby.
+
+    Read from the shared ``HEARBY_*`` variables (not per service), since every part of one
+    deployment uses the same key file, CA and limits.
+
+    Args:
+        auth: ``keys`` (default): every RPC except health and reflection needs an API key
+            with the RPC's scope; ``off``: no authentication (local development and tests
+            only; servers log a warning).
+        auth_keys_file: The JSON key file holding hashed API keys (written by ``hearby
+            keys``). Re-read when it changes, so keys are added, rotated and revoked
+            without a restart. Required when ``auth`` is ``keys``.
+        api_key: The API key this process sends to hearby services (secret; prefer
+            ``api_key_file``).
+        api_key_file: A file holding the API key this process sends (e.g. a mounted
+            Secret). ``hearby up`` writes ``<data>/keys/admin.key``, which the CLIs read
+            by default when neither this nor ``api_key`` is set.
+        rate_limit_per_second: Default sustained calls per second per API key and server
+            (default 500; a key's own ``rate_per_second`` overrides it; 0 = unlimited).
+        rate_limit_burst_seconds: Seconds of the rate a key may spend at once (default 2,
+            so a key at 500/s may send a burst of 1000 calls).
+        tls_cert_file: PEM certificate of this process. With ``tls_key_file`` the server
+            listens with TLS, and with ``tls_mutual`` the process presents it as a client.
+        tls_key_file: PEM private key of ``tls_cert_file``.
+        tls_ca_file: PEM CA that signs hearby's certificates. Setting it makes clients
+            connect with TLS and verify servers against it.
+        tls_mutual: Servers require client certificates signed by ``tls_ca_file`` (mTLS
+            between services), and clients present ``tls_cert_file`` (default false).
+        tls_server_name: Host name clients expect in server certificates when it is not
+            the one in the address (e.g. connecting by IP).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="HEARBY_", frozen=True, extra="ignore")
+
+    auth: Literal["keys", "off"] = "keys"
+    auth_keys_file: Path | None = None
+    api_key: str = Field("", repr=False)
+    api_key_file: Path | None = None
+    rate_limit_per_second: float = Field(500.0, ge=0)
+    rate_limit_burst_seconds: float = Field(2.0, gt=0)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_mutual: bool = False
+    tls_server_name: str = ""
+
+    @property
+    def server_tls(self) -> bool:
+        """Whether servers listen with TLS (a certificate and its key are configured)."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    @property
+    def client_tls(self) -> bool:
+        """Whether clients connect with TLS (a CA to verify servers is configured)."""
+        return self.tls_ca_file is not None

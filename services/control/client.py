@@ -23,6 +23,7 @@ import grpc
 
 from hearby.control.v1 import control_pb2, control_pb2_grpc
 from services.common import errors, rpc
+from services.common.channels import open_channel
 from services.control.registry import Version, VersionStatus, read_repository_manifest
 from services.control.servicer import status_to_proto, version_from_proto
 from services.control.settings import DEFAULT_PORT
@@ -119,7 +120,7 @@ def register_published(
     """
 
     async def call() -> Version:
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with open_channel(address) as channel:
             client = ControlClient(channel, timeout_seconds)
             return await client.register_from_repository(repository, name)
 
@@ -142,7 +143,7 @@ def _describe(version: Version) -> str:
 
 
 async def _smoke(args: argparse.Namespace) -> list[Version]:
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with open_channel(args.address) as channel:
         client = ControlClient(channel, args.timeout)
         if args.command == "list":
             return await client.list_versions()

@@ -15,12 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
 import redis.asyncio as aioredis
 
 from hearby.control.v1 import control_pb2, control_pb2_grpc, experiment_pb2, experiment_pb2_grpc
 from services.common import redis_client
 from services.common.bootstrap import RunningServer, ServiceBinding, serve, start_server
+from services.common.channels import open_channel
 from services.control.experiment_servicer import CountsSource, ExperimentServicer
 from services.control.experiments import ExperimentStore
 from services.control.registry import LifecycleHooks, VersionRegistry
@@ -135,7 +135,7 @@ async def build_lifecycle(settings: ControlSettings, registry: VersionRegistry) 
         RegistryVersions(registry),
         keys=catalog_keys(catalog_settings),
     )
-    channel = grpc.aio.insecure_channel(settings.vectorstore_address)
+    channel = open_channel(settings.vectorstore_address)
     loader = VersionManager(
         embedder_settings.triton_url, load_timeout_s=embedder_settings.load_timeout_seconds
     )

@@ -21,6 +21,7 @@ import grpc
 
 from hearby.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from services.common import rpc
+from services.common.channels import open_channel
 from services.common.smoke import run_smoke
 from services.feedback.events import EventType, UserEvent
 from services.feedback.ratings import Rating
@@ -90,7 +91,7 @@ def _describe(rating: Rating) -> str:
 
 
 async def _smoke(args: argparse.Namespace) -> list[str]:
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with open_channel(args.address) as channel:
         client = FeedbackClient(channel, args.timeout)
         if args.command == "events":
             event = UserEvent(

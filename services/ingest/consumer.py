@@ -34,7 +34,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import grpc
 import numpy as np
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Histogram
@@ -51,6 +50,7 @@ from services.catalog.tracks import (
     now,
 )
 from services.common.audio import resample
+from services.common.channels import open_channel
 from services.common.metrics import start_metrics_server
 from services.control.client import ControlClient
 from services.embedder.client import EmbedderClient
@@ -484,8 +484,8 @@ async def serve(settings: IngestSettings) -> None:
     service are at the addresses in ``settings``.
     """
     client = connect_redis(settings, extra_read_seconds=settings.block_seconds)
-    control = grpc.aio.insecure_channel(settings.control_address)
-    vectorstore = grpc.aio.insecure_channel(settings.vectorstore_address)
+    control = open_channel(settings.control_address)
+    vectorstore = open_channel(settings.vectorstore_address)
     embedder = EmbedderClient.from_settings(EmbedderSettings())
     worker = IngestWorker(
         client,

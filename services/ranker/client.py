@@ -23,6 +23,7 @@ import grpc
 from hearby.common.v1 import types_pb2
 from hearby.ranker.v1 import ranker_pb2, ranker_pb2_grpc
 from services.common import errors, rpc
+from services.common.channels import open_channel
 from services.feedback.events import EventType
 from services.feedback.servicer import event_type_to_proto
 from services.ranker.settings import DEFAULT_PORT
@@ -270,7 +271,7 @@ def _show(answer: Recommendations) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with open_channel(args.address) as channel:
         client = RankerClient(channel, args.timeout)
         if args.command == "similar":
             _show(

@@ -6,11 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import grpc
-
 from hearby.ranker.v1 import ranker_pb2, ranker_pb2_grpc
 from services.common import redis_client
 from services.common.bootstrap import RunningServer, ServiceBinding, serve, start_server
+from services.common.channels import open_channel
 from services.common.health import Probe
 from services.control.experiments import ExperimentStore
 from services.control.registry import VersionRegistry
@@ -46,7 +45,7 @@ def build(settings: RankerSettings) -> Parts:
         by_k=settings.by_attribute_k,
     )
     events = EventLog(redis, settings.feedback_key_prefix)
-    channel = grpc.aio.insecure_channel(settings.vectorstore_address)
+    channel = open_channel(settings.vectorstore_address)
     embedder = EmbedderClient.from_settings(EmbedderSettings())
     recommender = Recommender(
         router,

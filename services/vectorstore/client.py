@@ -28,6 +28,7 @@ from hearby.common.v1 import types_pb2
 from hearby.vectorstore.v1 import vectorstore_pb2 as pb
 from hearby.vectorstore.v1 import vectorstore_pb2_grpc
 from services.common import errors, rpc
+from services.common.channels import open_channel
 from services.vectorstore.records import (
     CollectionInfo,
     GetResult,
@@ -223,7 +224,7 @@ async def _smoke(client: VectorStoreClient) -> None:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    async with grpc.aio.insecure_channel(args.address) as channel:
+    async with open_channel(args.address) as channel:
         client = VectorStoreClient(channel, args.timeout)
         if args.command == "list":
             for info in await client.list_collections():

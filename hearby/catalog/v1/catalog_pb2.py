@@ -23,54 +23,69 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from hearby.common.v1 import auth_pb2 as hearby_dot_common_dot_v1_dot_auth__pb2
 from hearby.common.v1 import types_pb2 as hearby_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fhearby/catalog/v1/catalog.proto\x12\x11hearby.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1chearby/common/v1/types.proto\"\x86\x01\n\x12SubmitTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1c.hearby.common.v1.AudioInput\x12\x31\n\x08metadata\x18\x03 \x01(\x0b\x32\x1f.hearby.common.v1.TrackMetadata\"\xa1\x01\n\x13SubmitTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.hearby.catalog.v1.SubmitStatus\x12\x17\n\x0fstream_entry_id\x18\x04 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\"#\n\x0fGetTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"7\n\x12VersionIngestState\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08\x65mbedded\x18\x02 \x01(\x08\"\xa7\x01\n\x05Track\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x31\n\x08metadata\x18\x02 \x01(\x0b\x32\x1f.hearby.common.v1.TrackMetadata\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\x11\n\taudio_uri\x18\x04 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x10GetTrackResponse\x12\'\n\x05track\x18\x01 \x01(\x0b\x32\x18.hearby.catalog.v1.Track\x12\x37\n\x08versions\x18\x02 \x03(\x0b\x32%.hearby.catalog.v1.VersionIngestState\":\n\x11ListTracksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x12ListTracksResponse\x12(\n\x06tracks\x18\x01 \x03(\x0b\x32\x18.hearby.catalog.v1.Track\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x04\"(\n\x14GetTrackAudioRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"9\n\x15GetTrackAudioResponse\x12\x11\n\tmime_type\x18\x01 \x01(\t\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"\x18\n\x16GetIngestStatusRequest\"\xe8\x01\n\x17GetIngestStatusResponse\x12\x15\n\rstream_length\x18\x01 \x01(\x04\x12\x0f\n\x07pending\x18\x02 \x01(\x04\x12\x0b\n\x03lag\x18\x03 \x01(\x04\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x04 \x01(\x04\x12\x46\n\tconsumers\x18\x05 \x03(\x0b\x32\x33.hearby.catalog.v1.GetIngestStatusResponse.Consumer\x1a:\n\x08\x43onsumer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x04\x12\x0f\n\x07idle_ms\x18\x03 \x01(\x04\"\'\n\x16ListDeadLettersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"\x81\x01\n\nDeadLetter\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12-\n\tfailed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x17ListDeadLettersResponse\x12\x33\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1d.hearby.catalog.v1.DeadLetter\"*\n\x16RetryDeadLetterRequest\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\"2\n\x17RetryDeadLetterResponse\x12\x17\n\x0fstream_entry_id\x18\x01 \x01(\t*\x82\x01\n\x0cSubmitStatus\x12\x1d\n\x19SUBMIT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SUBMIT_STATUS_ACCEPTED\x10\x01\x12\x1b\n\x17SUBMIT_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16SUBMIT_STATUS_REPLACED\x10\x03\x32\xc2\x05\n\x0e\x43\x61talogService\x12\\\n\x0bSubmitTrack\x12%.hearby.catalog.v1.SubmitTrackRequest\x1a&.hearby.catalog.v1.SubmitTrackResponse\x12S\n\x08GetTrack\x12\".hearby.catalog.v1.GetTrackRequest\x1a#.hearby.catalog.v1.GetTrackResponse\x12Y\n\nListTracks\x12$.hearby.catalog.v1.ListTracksRequest\x1a%.hearby.catalog.v1.ListTracksResponse\x12\x64\n\rGetTrackAudio\x12\'.hearby.catalog.v1.GetTrackAudioRequest\x1a(.hearby.catalog.v1.GetTrackAudioResponse0\x01\x12h\n\x0fGetIngestStatus\x12).hearby.catalog.v1.GetIngestStatusRequest\x1a*.hearby.catalog.v1.GetIngestStatusResponse\x12h\n\x0fListDeadLetters\x12).hearby.catalog.v1.ListDeadLettersRequest\x1a*.hearby.catalog.v1.ListDeadLettersResponse\x12h\n\x0fRetryDeadLetter\x12).hearby.catalog.v1.RetryDeadLetterRequest\x1a*.hearby.catalog.v1.RetryDeadLetterResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fhearby/catalog/v1/catalog.proto\x12\x11hearby.catalog.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bhearby/common/v1/auth.proto\x1a\x1chearby/common/v1/types.proto\"\x86\x01\n\x12SubmitTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12+\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1c.hearby.common.v1.AudioInput\x12\x31\n\x08metadata\x18\x03 \x01(\x0b\x32\x1f.hearby.common.v1.TrackMetadata\"\xa1\x01\n\x13SubmitTrackResponse\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.hearby.catalog.v1.SubmitStatus\x12\x17\n\x0fstream_entry_id\x18\x04 \x01(\t\x12\x18\n\x10\x64uration_seconds\x18\x05 \x01(\x01\"#\n\x0fGetTrackRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"7\n\x12VersionIngestState\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08\x65mbedded\x18\x02 \x01(\x08\"\xa7\x01\n\x05Track\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x31\n\x08metadata\x18\x02 \x01(\x0b\x32\x1f.hearby.common.v1.TrackMetadata\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\x12\x11\n\taudio_uri\x18\x04 \x01(\t\x12\x30\n\x0csubmitted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x10GetTrackResponse\x12\'\n\x05track\x18\x01 \x01(\x0b\x32\x18.hearby.catalog.v1.Track\x12\x37\n\x08versions\x18\x02 \x03(\x0b\x32%.hearby.catalog.v1.VersionIngestState\":\n\x11ListTracksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"f\n\x12ListTracksResponse\x12(\n\x06tracks\x18\x01 \x03(\x0b\x32\x18.hearby.catalog.v1.Track\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x04\"(\n\x14GetTrackAudioRequest\x12\x10\n\x08track_id\x18\x01 \x01(\t\"9\n\x15GetTrackAudioResponse\x12\x11\n\tmime_type\x18\x01 \x01(\t\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"\x18\n\x16GetIngestStatusRequest\"\xe8\x01\n\x17GetIngestStatusResponse\x12\x15\n\rstream_length\x18\x01 \x01(\x04\x12\x0f\n\x07pending\x18\x02 \x01(\x04\x12\x0b\n\x03lag\x18\x03 \x01(\x04\x12\x14\n\x0c\x64\x65\x61\x64_letters\x18\x04 \x01(\x04\x12\x46\n\tconsumers\x18\x05 \x03(\x0b\x32\x33.hearby.catalog.v1.GetIngestStatusResponse.Consumer\x1a:\n\x08\x43onsumer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x04\x12\x0f\n\x07idle_ms\x18\x03 \x01(\x04\"\'\n\x16ListDeadLettersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"\x81\x01\n\nDeadLetter\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\x12-\n\tfailed_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"N\n\x17ListDeadLettersResponse\x12\x33\n\x0c\x64\x65\x61\x64_letters\x18\x01 \x03(\x0b\x32\x1d.hearby.catalog.v1.DeadLetter\"*\n\x16RetryDeadLetterRequest\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\"2\n\x17RetryDeadLetterResponse\x12\x17\n\x0fstream_entry_id\x18\x01 \x01(\t*\x82\x01\n\x0cSubmitStatus\x12\x1d\n\x19SUBMIT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16SUBMIT_STATUS_ACCEPTED\x10\x01\x12\x1b\n\x17SUBMIT_STATUS_DUPLICATE\x10\x02\x12\x1a\n\x16SUBMIT_STATUS_REPLACED\x10\x03\x32\xec\x05\n\x0e\x43\x61talogService\x12\x62\n\x0bSubmitTrack\x12%.hearby.catalog.v1.SubmitTrackRequest\x1a&.hearby.catalog.v1.SubmitTrackResponse\"\x04\xa8\xd4\x18\x02\x12Y\n\x08GetTrack\x12\".hearby.catalog.v1.GetTrackRequest\x1a#.hearby.catalog.v1.GetTrackResponse\"\x04\xa8\xd4\x18\x01\x12_\n\nListTracks\x12$.hearby.catalog.v1.ListTracksRequest\x1a%.hearby.catalog.v1.ListTracksResponse\"\x04\xa8\xd4\x18\x01\x12j\n\rGetTrackAudio\x12\'.hearby.catalog.v1.GetTrackAudioRequest\x1a(.hearby.catalog.v1.GetTrackAudioResponse\"\x04\xa8\xd4\x18\x01\x30\x01\x12n\n\x0fGetIngestStatus\x12).hearby.catalog.v1.GetIngestStatusRequest\x1a*.hearby.catalog.v1.GetIngestStatusResponse\"\x04\xa8\xd4\x18\x01\x12n\n\x0fListDeadLetters\x12).hearby.catalog.v1.ListDeadLettersRequest\x1a*.hearby.catalog.v1.ListDeadLettersResponse\"\x04\xa8\xd4\x18\x03\x12n\n\x0fRetryDeadLetter\x12).hearby.catalog.v1.RetryDeadLetterRequest\x1a*.hearby.catalog.v1.RetryDeadLetterResponse\"\x04\xa8\xd4\x18\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hearby.catalog.v1.catalog_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITSTATUS']._serialized_start=1676
-  _globals['_SUBMITSTATUS']._serialized_end=1806
-  _globals['_SUBMITTRACKREQUEST']._serialized_start=118
-  _globals['_SUBMITTRACKREQUEST']._serialized_end=252
-  _globals['_SUBMITTRACKRESPONSE']._serialized_start=255
-  _globals['_SUBMITTRACKRESPONSE']._serialized_end=416
-  _globals['_GETTRACKREQUEST']._serialized_start=418
-  _globals['_GETTRACKREQUEST']._serialized_end=453
-  _globals['_VERSIONINGESTSTATE']._serialized_start=455
-  _globals['_VERSIONINGESTSTATE']._serialized_end=510
-  _globals['_TRACK']._serialized_start=513
-  _globals['_TRACK']._serialized_end=680
-  _globals['_GETTRACKRESPONSE']._serialized_start=682
-  _globals['_GETTRACKRESPONSE']._serialized_end=798
-  _globals['_LISTTRACKSREQUEST']._serialized_start=800
-  _globals['_LISTTRACKSREQUEST']._serialized_end=858
-  _globals['_LISTTRACKSRESPONSE']._serialized_start=860
-  _globals['_LISTTRACKSRESPONSE']._serialized_end=962
-  _globals['_GETTRACKAUDIOREQUEST']._serialized_start=964
-  _globals['_GETTRACKAUDIOREQUEST']._serialized_end=1004
-  _globals['_GETTRACKAUDIORESPONSE']._serialized_start=1006
-  _globals['_GETTRACKAUDIORESPONSE']._serialized_end=1063
-  _globals['_GETINGESTSTATUSREQUEST']._serialized_start=1065
-  _globals['_GETINGESTSTATUSREQUEST']._serialized_end=1089
-  _globals['_GETINGESTSTATUSRESPONSE']._serialized_start=1092
-  _globals['_GETINGESTSTATUSRESPONSE']._serialized_end=1324
-  _globals['_GETINGESTSTATUSRESPONSE_CONSUMER']._serialized_start=1266
-  _globals['_GETINGESTSTATUSRESPONSE_CONSUMER']._serialized_end=1324
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1326
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1365
-  _globals['_DEADLETTER']._serialized_start=1368
-  _globals['_DEADLETTER']._serialized_end=1497
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1499
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1577
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=1579
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=1621
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=1623
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1673
-  _globals['_CATALOGSERVICE']._serialized_start=1809
-  _globals['_CATALOGSERVICE']._serialized_end=2515
+  _globals['_CATALOGSERVICE'].methods_by_name['SubmitTrack']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['SubmitTrack']._serialized_options = b'\250\324\030\002'
+  _globals['_CATALOGSERVICE'].methods_by_name['GetTrack']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['GetTrack']._serialized_options = b'\250\324\030\001'
+  _globals['_CATALOGSERVICE'].methods_by_name['ListTracks']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['ListTracks']._serialized_options = b'\250\324\030\001'
+  _globals['_CATALOGSERVICE'].methods_by_name['GetTrackAudio']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['GetTrackAudio']._serialized_options = b'\250\324\030\001'
+  _globals['_CATALOGSERVICE'].methods_by_name['GetIngestStatus']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['GetIngestStatus']._serialized_options = b'\250\324\030\001'
+  _globals['_CATALOGSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\250\324\030\003'
+  _globals['_CATALOGSERVICE'].methods_by_name['RetryDeadLetter']._loaded_options = None
+  _globals['_CATALOGSERVICE'].methods_by_name['RetryDeadLetter']._serialized_options = b'\250\324\030\003'
+  _globals['_SUBMITSTATUS']._serialized_start=1705
+  _globals['_SUBMITSTATUS']._serialized_end=1835
+  _globals['_SUBMITTRACKREQUEST']._serialized_start=147
+  _globals['_SUBMITTRACKREQUEST']._serialized_end=281
+  _globals['_SUBMITTRACKRESPONSE']._serialized_start=284
+  _globals['_SUBMITTRACKRESPONSE']._serialized_end=445
+  _globals['_GETTRACKREQUEST']._serialized_start=447
+  _globals['_GETTRACKREQUEST']._serialized_end=482
+  _globals['_VERSIONINGESTSTATE']._serialized_start=484
+  _globals['_VERSIONINGESTSTATE']._serialized_end=539
+  _globals['_TRACK']._serialized_start=542
+  _globals['_TRACK']._serialized_end=709
+  _globals['_GETTRACKRESPONSE']._serialized_start=711
+  _globals['_GETTRACKRESPONSE']._serialized_end=827
+  _globals['_LISTTRACKSREQUEST']._serialized_start=829
+  _globals['_LISTTRACKSREQUEST']._serialized_end=887
+  _globals['_LISTTRACKSRESPONSE']._serialized_start=889
+  _globals['_LISTTRACKSRESPONSE']._serialized_end=991
+  _globals['_GETTRACKAUDIOREQUEST']._serialized_start=993
+  _globals['_GETTRACKAUDIOREQUEST']._serialized_end=1033
+  _globals['_GETTRACKAUDIORESPONSE']._serialized_start=1035
+  _globals['_GETTRACKAUDIORESPONSE']._serialized_end=1092
+  _globals['_GETINGESTSTATUSREQUEST']._serialized_start=1094
+  _globals['_GETINGESTSTATUSREQUEST']._serialized_end=1118
+  _globals['_GETINGESTSTATUSRESPONSE']._serialized_start=1121
+  _globals['_GETINGESTSTATUSRESPONSE']._serialized_end=1353
+  _globals['_GETINGESTSTATUSRESPONSE_CONSUMER']._serialized_start=1295
+  _globals['_GETINGESTSTATUSRESPONSE_CONSUMER']._serialized_end=1353
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1355
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1394
+  _globals['_DEADLETTER']._serialized_start=1397
+  _globals['_DEADLETTER']._serialized_end=1526
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1528
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1606
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=1608
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=1650
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=1652
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1702
+  _globals['_CATALOGSERVICE']._serialized_start=1838
+  _globals['_CATALOGSERVICE']._serialized_end=2586
 # @@protoc_insertion_point(module_scope)

@@ -23,45 +23,58 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from hearby.common.v1 import auth_pb2 as hearby_dot_common_dot_v1_dot_auth__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fhearby/control/v1/control.proto\x12\x11hearby.control.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n\rLocalityScore\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0e\n\x06\x63hance\x18\x04 \x01(\x01\"\xe6\x02\n\x07Version\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .hearby.control.v1.VersionStatus\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x16\n\x0ewindow_seconds\x18\x06 \x01(\x01\x12\x32\n\x08locality\x18\x07 \x03(\x0b\x32 .hearby.control.v1.LocalityScore\x12\x15\n\rmanifest_json\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rbackfill_done\x18\n \x01(\x04\x12\x16\n\x0e\x62\x61\x63kfill_total\x18\x0b \x01(\x04\x12\x12\n\nis_default\x18\x0c \x01(\x08\x12\r\n\x05\x65rror\x18\r \x01(\t\"=\n\x16RegisterVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmanifest_json\x18\x02 \x01(\t\"F\n\x17RegisterVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"!\n\x11GetVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x12GetVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"I\n\x13ListVersionsRequest\x12\x32\n\x08statuses\x18\x01 \x03(\x0e\x32 .hearby.control.v1.VersionStatus\"D\n\x14ListVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.hearby.control.v1.Version\"=\n\x14RetireVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64rop_collection\x18\x02 \x01(\x08\"D\n\x15RetireVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"(\n\x18SetDefaultVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19SetDefaultVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"\x1a\n\x18GetDefaultVersionRequest\"H\n\x19GetDefaultVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version*\xbe\x01\n\rVersionStatus\x12\x1e\n\x1aVERSION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18VERSION_STATUS_PUBLISHED\x10\x01\x12\x1e\n\x1aVERSION_STATUS_BACKFILLING\x10\x02\x12\x18\n\x14VERSION_STATUS_READY\x10\x03\x12\x1a\n\x16VERSION_STATUS_RETIRED\x10\x04\x12\x19\n\x15VERSION_STATUS_FAILED\x10\x05\x32\xfa\x04\n\x0e\x43ontrolService\x12h\n\x0fRegisterVersion\x12).hearby.control.v1.RegisterVersionRequest\x1a*.hearby.control.v1.RegisterVersionResponse\x12Y\n\nGetVersion\x12$.hearby.control.v1.GetVersionRequest\x1a%.hearby.control.v1.GetVersionResponse\x12_\n\x0cListVersions\x12&.hearby.control.v1.ListVersionsRequest\x1a\'.hearby.control.v1.ListVersionsResponse\x12\x62\n\rRetireVersion\x12\'.hearby.control.v1.RetireVersionRequest\x1a(.hearby.control.v1.RetireVersionResponse\x12n\n\x11SetDefaultVersion\x12+.hearby.control.v1.SetDefaultVersionRequest\x1a,.hearby.control.v1.SetDefaultVersionResponse\x12n\n\x11GetDefaultVersion\x12+.hearby.control.v1.GetDefaultVersionRequest\x1a,.hearby.control.v1.GetDefaultVersionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fhearby/control/v1/control.proto\x12\x11hearby.control.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bhearby/common/v1/auth.proto\"L\n\rLocalityScore\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\r\n\x05value\x18\x03 \x01(\x01\x12\x0e\n\x06\x63hance\x18\x04 \x01(\x01\"\xe6\x02\n\x07Version\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x30\n\x06status\x18\x02 \x01(\x0e\x32 .hearby.control.v1.VersionStatus\x12\x0e\n\x06recipe\x18\x03 \x01(\t\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x13\n\x0bsample_rate\x18\x05 \x01(\r\x12\x16\n\x0ewindow_seconds\x18\x06 \x01(\x01\x12\x32\n\x08locality\x18\x07 \x03(\x0b\x32 .hearby.control.v1.LocalityScore\x12\x15\n\rmanifest_json\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rbackfill_done\x18\n \x01(\x04\x12\x16\n\x0e\x62\x61\x63kfill_total\x18\x0b \x01(\x04\x12\x12\n\nis_default\x18\x0c \x01(\x08\x12\r\n\x05\x65rror\x18\r \x01(\t\"=\n\x16RegisterVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rmanifest_json\x18\x02 \x01(\t\"F\n\x17RegisterVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"!\n\x11GetVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"A\n\x12GetVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"I\n\x13ListVersionsRequest\x12\x32\n\x08statuses\x18\x01 \x03(\x0e\x32 .hearby.control.v1.VersionStatus\"D\n\x14ListVersionsResponse\x12,\n\x08versions\x18\x01 \x03(\x0b\x32\x1a.hearby.control.v1.Version\"=\n\x14RetireVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64rop_collection\x18\x02 \x01(\x08\"D\n\x15RetireVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"(\n\x18SetDefaultVersionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x19SetDefaultVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version\"\x1a\n\x18GetDefaultVersionRequest\"H\n\x19GetDefaultVersionResponse\x12+\n\x07version\x18\x01 \x01(\x0b\x32\x1a.hearby.control.v1.Version*\xbe\x01\n\rVersionStatus\x12\x1e\n\x1aVERSION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18VERSION_STATUS_PUBLISHED\x10\x01\x12\x1e\n\x1aVERSION_STATUS_BACKFILLING\x10\x02\x12\x18\n\x14VERSION_STATUS_READY\x10\x03\x12\x1a\n\x16VERSION_STATUS_RETIRED\x10\x04\x12\x19\n\x15VERSION_STATUS_FAILED\x10\x05\x32\x9e\x05\n\x0e\x43ontrolService\x12n\n\x0fRegisterVersion\x12).hearby.control.v1.RegisterVersionRequest\x1a*.hearby.control.v1.RegisterVersionResponse\"\x04\xa8\xd4\x18\x03\x12_\n\nGetVersion\x12$.hearby.control.v1.GetVersionRequest\x1a%.hearby.control.v1.GetVersionResponse\"\x04\xa8\xd4\x18\x01\x12\x65\n\x0cListVersions\x12&.hearby.control.v1.ListVersionsRequest\x1a\'.hearby.control.v1.ListVersionsResponse\"\x04\xa8\xd4\x18\x01\x12h\n\rRetireVersion\x12\'.hearby.control.v1.RetireVersionRequest\x1a(.hearby.control.v1.RetireVersionResponse\"\x04\xa8\xd4\x18\x03\x12t\n\x11SetDefaultVersion\x12+.hearby.control.v1.SetDefaultVersionRequest\x1a,.hearby.control.v1.SetDefaultVersionResponse\"\x04\xa8\xd4\x18\x03\x12t\n\x11GetDefaultVersion\x12+.hearby.control.v1.GetDefaultVersionRequest\x1a,.hearby.control.v1.GetDefaultVersionResponse\"\x04\xa8\xd4\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hearby.control.v1.control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERSIONSTATUS']._serialized_start=1260
-  _globals['_VERSIONSTATUS']._serialized_end=1450
-  _globals['_LOCALITYSCORE']._serialized_start=87
-  _globals['_LOCALITYSCORE']._serialized_end=163
-  _globals['_VERSION']._serialized_start=166
-  _globals['_VERSION']._serialized_end=524
-  _globals['_REGISTERVERSIONREQUEST']._serialized_start=526
-  _globals['_REGISTERVERSIONREQUEST']._serialized_end=587
-  _globals['_REGISTERVERSIONRESPONSE']._serialized_start=589
-  _globals['_REGISTERVERSIONRESPONSE']._serialized_end=659
-  _globals['_GETVERSIONREQUEST']._serialized_start=661
-  _globals['_GETVERSIONREQUEST']._serialized_end=694
-  _globals['_GETVERSIONRESPONSE']._serialized_start=696
-  _globals['_GETVERSIONRESPONSE']._serialized_end=761
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=763
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=836
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=838
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=906
-  _globals['_RETIREVERSIONREQUEST']._serialized_start=908
-  _globals['_RETIREVERSIONREQUEST']._serialized_end=969
-  _globals['_RETIREVERSIONRESPONSE']._serialized_start=971
-  _globals['_RETIREVERSIONRESPONSE']._serialized_end=1039
-  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_start=1041
-  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_end=1081
-  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_start=1083
-  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_end=1155
-  _globals['_GETDEFAULTVERSIONREQUEST']._serialized_start=1157
-  _globals['_GETDEFAULTVERSIONREQUEST']._serialized_end=1183
-  _globals['_GETDEFAULTVERSIONRESPONSE']._serialized_start=1185
-  _globals['_GETDEFAULTVERSIONRESPONSE']._serialized_end=1257
-  _globals['_CONTROLSERVICE']._serialized_start=1453
-  _globals['_CONTROLSERVICE']._serialized_end=2087
+  _globals['_CONTROLSERVICE'].methods_by_name['RegisterVersion']._loaded_options = None
+  _globals['_CONTROLSERVICE'].methods_by_name['RegisterVersion']._serialized_options = b'\250\324\030\003'
+  _globals['_CONTROLSERVICE'].methods_by_name['GetVersion']._loaded_options = None
+  _globals['_CONTROLSERVICE'].methods_by_name['GetVersion']._serialized_options = b'\250\324\030\001'
+  _globals['_CONTROLSERVICE'].methods_by_name['ListVersions']._loaded_options = None
+  _globals['_CONTROLSERVICE'].methods_by_name['ListVersions']._serialized_options = b'\250\324\030\001'
+  _globals['_CONTROLSERVICE'].methods_by_name['RetireVersion']._loaded_options = None
+  _globals['_CONTROLSERVICE'].methods_by_name['RetireVersion']._serialized_options = b'\250\324\030\003'
+  _globals['_CONTROLSERVICE'].methods_by_name['SetDefaultVersion']._loaded_options = None
+  _globals['_CONTROLSERVICE'].methods_by_name['SetDefaultVersion']._serialized_options = b'\250\324\030\003'
+  _globals['_CONTROLSERVICE'].methods_by_name['GetDefaultVersion']._loaded_options = None
+  _globals['_CONTROLSERVICE'].methods_by_name['GetDefaultVersion']._serialized_options = b'\250\324\030\001'
+  _globals['_VERSIONSTATUS']._serialized_start=1289
+  _globals['_VERSIONSTATUS']._serialized_end=1479
+  _globals['_LOCALITYSCORE']._serialized_start=116
+  _globals['_LOCALITYSCORE']._serialized_end=192
+  _globals['_VERSION']._serialized_start=195
+  _globals['_VERSION']._serialized_end=553
+  _globals['_REGISTERVERSIONREQUEST']._serialized_start=555
+  _globals['_REGISTERVERSIONREQUEST']._serialized_end=616
+  _globals['_REGISTERVERSIONRESPONSE']._serialized_start=618
+  _globals['_REGISTERVERSIONRESPONSE']._serialized_end=688
+  _globals['_GETVERSIONREQUEST']._serialized_start=690
+  _globals['_GETVERSIONREQUEST']._serialized_end=723
+  _globals['_GETVERSIONRESPONSE']._serialized_start=725
+  _globals['_GETVERSIONRESPONSE']._serialized_end=790
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=792
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=865
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=867
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=935
+  _globals['_RETIREVERSIONREQUEST']._serialized_start=937
+  _globals['_RETIREVERSIONREQUEST']._serialized_end=998
+  _globals['_RETIREVERSIONRESPONSE']._serialized_start=1000
+  _globals['_RETIREVERSIONRESPONSE']._serialized_end=1068
+  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_start=1070
+  _globals['_SETDEFAULTVERSIONREQUEST']._serialized_end=1110
+  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_start=1112
+  _globals['_SETDEFAULTVERSIONRESPONSE']._serialized_end=1184
+  _globals['_GETDEFAULTVERSIONREQUEST']._serialized_start=1186
+  _globals['_GETDEFAULTVERSIONREQUEST']._serialized_end=1212
+  _globals['_GETDEFAULTVERSIONRESPONSE']._serialized_start=1214
+  _globals['_GETDEFAULTVERSIONRESPONSE']._serialized_end=1286
+  _globals['_CONTROLSERVICE']._serialized_start=1482
+  _globals['_CONTROLSERVICE']._serialized_end=2152
 # @@protoc_insertion_point(module_scope)

@@ -23,38 +23,45 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from hearby.common.v1 import auth_pb2 as hearby_dot_common_dot_v1_dot_auth__pb2
 from hearby.ranker.v1 import ranker_pb2 as hearby_dot_ranker_dot_v1_dot_ranker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hearby/feedback/v1/feedback.proto\x12\x12hearby.feedback.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dhearby/ranker/v1/ranker.proto\"\xc3\x01\n\tUserEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12)\n\x04type\x18\x03 \x01(\x0e\x32\x1b.hearby.ranker.v1.EventType\x12\x18\n\x10position_seconds\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\"D\n\x13RecordEventsRequest\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.hearby.feedback.v1.UserEvent\"(\n\x14RecordEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\"/\n\tShownList\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\t\"?\n\x0eNeighbourScore\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\r\"\xd7\x02\n\x10SimilarityRating\x12\x11\n\trating_id\x18\x01 \x01(\t\x12\x10\n\x08rater_id\x18\x02 \x01(\t\x12\x10\n\x08trial_id\x18\x03 \x01(\t\x12\x15\n\rseed_track_id\x18\x04 \x01(\t\x12+\n\x04left\x18\x05 \x01(\x0b\x32\x1d.hearby.feedback.v1.ShownList\x12,\n\x05right\x18\x06 \x01(\x0b\x32\x1d.hearby.feedback.v1.ShownList\x12\x32\n\npreference\x18\x07 \x01(\x0e\x32\x1e.hearby.feedback.v1.Preference\x12<\n\x10neighbour_scores\x18\x08 \x03(\x0b\x32\".hearby.feedback.v1.NeighbourScore\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x13SubmitRatingRequest\x12\x34\n\x06rating\x18\x01 \x01(\x0b\x32$.hearby.feedback.v1.SimilarityRating\":\n\x14SubmitRatingResponse\x12\x11\n\trating_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\":\n\x12ListRatingsRequest\x12\x11\n\tversion_a\x18\x01 \x01(\t\x12\x11\n\tversion_b\x18\x02 \x01(\t\"L\n\x13ListRatingsResponse\x12\x35\n\x07ratings\x18\x01 \x03(\x0b\x32$.hearby.feedback.v1.SimilarityRating*g\n\nPreference\x12\x1a\n\x16PREFERENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPREFERENCE_LEFT\x10\x01\x12\x14\n\x10PREFERENCE_RIGHT\x10\x02\x12\x12\n\x0ePREFERENCE_TIE\x10\x03\x32\xb7\x02\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x61\n\x0cRecordEvents\x12\'.hearby.feedback.v1.RecordEventsRequest\x1a(.hearby.feedback.v1.RecordEventsResponse\x12\x61\n\x0cSubmitRating\x12\'.hearby.feedback.v1.SubmitRatingRequest\x1a(.hearby.feedback.v1.SubmitRatingResponse\x12^\n\x0bListRatings\x12&.hearby.feedback.v1.ListRatingsRequest\x1a\'.hearby.feedback.v1.ListRatingsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hearby/feedback/v1/feedback.proto\x12\x12hearby.feedback.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bhearby/common/v1/auth.proto\x1a\x1dhearby/ranker/v1/ranker.proto\"\xc3\x01\n\tUserEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12)\n\x04type\x18\x03 \x01(\x0e\x32\x1b.hearby.ranker.v1.EventType\x12\x18\n\x10position_seconds\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x07 \x01(\t\"D\n\x13RecordEventsRequest\x12-\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1d.hearby.feedback.v1.UserEvent\"(\n\x14RecordEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\"/\n\tShownList\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\t\"?\n\x0eNeighbourScore\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\r\"\xd7\x02\n\x10SimilarityRating\x12\x11\n\trating_id\x18\x01 \x01(\t\x12\x10\n\x08rater_id\x18\x02 \x01(\t\x12\x10\n\x08trial_id\x18\x03 \x01(\t\x12\x15\n\rseed_track_id\x18\x04 \x01(\t\x12+\n\x04left\x18\x05 \x01(\x0b\x32\x1d.hearby.feedback.v1.ShownList\x12,\n\x05right\x18\x06 \x01(\x0b\x32\x1d.hearby.feedback.v1.ShownList\x12\x32\n\npreference\x18\x07 \x01(\x0e\x32\x1e.hearby.feedback.v1.Preference\x12<\n\x10neighbour_scores\x18\x08 \x03(\x0b\x32\".hearby.feedback.v1.NeighbourScore\x12(\n\x04time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"K\n\x13SubmitRatingRequest\x12\x34\n\x06rating\x18\x01 \x01(\x0b\x32$.hearby.feedback.v1.SimilarityRating\":\n\x14SubmitRatingResponse\x12\x11\n\trating_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\":\n\x12ListRatingsRequest\x12\x11\n\tversion_a\x18\x01 \x01(\t\x12\x11\n\tversion_b\x18\x02 \x01(\t\"L\n\x13ListRatingsResponse\x12\x35\n\x07ratings\x18\x01 \x03(\x0b\x32$.hearby.feedback.v1.SimilarityRating*g\n\nPreference\x12\x1a\n\x16PREFERENCE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPREFERENCE_LEFT\x10\x01\x12\x14\n\x10PREFERENCE_RIGHT\x10\x02\x12\x12\n\x0ePREFERENCE_TIE\x10\x03\x32\xc9\x02\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12g\n\x0cRecordEvents\x12\'.hearby.feedback.v1.RecordEventsRequest\x1a(.hearby.feedback.v1.RecordEventsResponse\"\x04\xa8\xd4\x18\x02\x12g\n\x0cSubmitRating\x12\'.hearby.feedback.v1.SubmitRatingRequest\x1a(.hearby.feedback.v1.SubmitRatingResponse\"\x04\xa8\xd4\x18\x02\x12\x64\n\x0bListRatings\x12&.hearby.feedback.v1.ListRatingsRequest\x1a\'.hearby.feedback.v1.ListRatingsResponse\"\x04\xa8\xd4\x18\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hearby.feedback.v1.feedback_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PREFERENCE']._serialized_start=1166
-  _globals['_PREFERENCE']._serialized_end=1269
-  _globals['_USEREVENT']._serialized_start=122
-  _globals['_USEREVENT']._serialized_end=317
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=319
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=387
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=389
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=429
-  _globals['_SHOWNLIST']._serialized_start=431
-  _globals['_SHOWNLIST']._serialized_end=478
-  _globals['_NEIGHBOURSCORE']._serialized_start=480
-  _globals['_NEIGHBOURSCORE']._serialized_end=543
-  _globals['_SIMILARITYRATING']._serialized_start=546
-  _globals['_SIMILARITYRATING']._serialized_end=889
-  _globals['_SUBMITRATINGREQUEST']._serialized_start=891
-  _globals['_SUBMITRATINGREQUEST']._serialized_end=966
-  _globals['_SUBMITRATINGRESPONSE']._serialized_start=968
-  _globals['_SUBMITRATINGRESPONSE']._serialized_end=1026
-  _globals['_LISTRATINGSREQUEST']._serialized_start=1028
-  _globals['_LISTRATINGSREQUEST']._serialized_end=1086
-  _globals['_LISTRATINGSRESPONSE']._serialized_start=1088
-  _globals['_LISTRATINGSRESPONSE']._serialized_end=1164
-  _globals['_FEEDBACKSERVICE']._serialized_start=1272
-  _globals['_FEEDBACKSERVICE']._serialized_end=1583
+  _globals['_FEEDBACKSERVICE'].methods_by_name['RecordEvents']._loaded_options = None
+  _globals['_FEEDBACKSERVICE'].methods_by_name['RecordEvents']._serialized_options = b'\250\324\030\002'
+  _globals['_FEEDBACKSERVICE'].methods_by_name['SubmitRating']._loaded_options = None
+  _globals['_FEEDBACKSERVICE'].methods_by_name['SubmitRating']._serialized_options = b'\250\324\030\002'
+  _globals['_FEEDBACKSERVICE'].methods_by_name['ListRatings']._loaded_options = None
+  _globals['_FEEDBACKSERVICE'].methods_by_name['ListRatings']._serialized_options = b'\250\324\030\003'
+  _globals['_PREFERENCE']._serialized_start=1195
+  _globals['_PREFERENCE']._serialized_end=1298
+  _globals['_USEREVENT']._serialized_start=151
+  _globals['_USEREVENT']._serialized_end=346
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=348
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=416
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=418
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=458
+  _globals['_SHOWNLIST']._serialized_start=460
+  _globals['_SHOWNLIST']._serialized_end=507
+  _globals['_NEIGHBOURSCORE']._serialized_start=509
+  _globals['_NEIGHBOURSCORE']._serialized_end=572
+  _globals['_SIMILARITYRATING']._serialized_start=575
+  _globals['_SIMILARITYRATING']._serialized_end=918
+  _globals['_SUBMITRATINGREQUEST']._serialized_start=920
+  _globals['_SUBMITRATINGREQUEST']._serialized_end=995
+  _globals['_SUBMITRATINGRESPONSE']._serialized_start=997
+  _globals['_SUBMITRATINGRESPONSE']._serialized_end=1055
+  _globals['_LISTRATINGSREQUEST']._serialized_start=1057
+  _globals['_LISTRATINGSREQUEST']._serialized_end=1115
+  _globals['_LISTRATINGSRESPONSE']._serialized_start=1117
+  _globals['_LISTRATINGSRESPONSE']._serialized_end=1193
+  _globals['_FEEDBACKSERVICE']._serialized_start=1301
+  _globals['_FEEDBACKSERVICE']._serialized_end=1630
 # @@protoc_insertion_point(module_scope)

@@ -22,36 +22,43 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from hearby.common.v1 import auth_pb2 as hearby_dot_common_dot_v1_dot_auth__pb2
 from hearby.common.v1 import types_pb2 as hearby_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dhearby/ranker/v1/ranker.proto\x12\x10hearby.ranker.v1\x1a\x1chearby/common/v1/types.proto\"\xf8\x01\n\x0eSimilarRequest\x12\x12\n\x08track_id\x18\x01 \x01(\tH\x00\x12-\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1c.hearby.common.v1.AudioInputH\x00\x12\t\n\x01k\x18\x03 \x01(\r\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\'\n\x02\x62y\x18\x06 \x01(\x0e\x32\x1b.hearby.ranker.v1.Attribute\x12\x1b\n\x13\x65xclude_same_artist\x18\x07 \x01(\x08\x12\x0f\n\x07user_id\x18\x08 \x01(\tB\x06\n\x04seed\"t\n\x0fSimilarResponse\x12\x32\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.Attribution\x12-\n\x06tracks\x18\x02 \x03(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\"\xb3\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x16\n\x0eseed_track_ids\x18\x03 \x03(\t\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x18\n\x10\x64iversity_lambda\x18\x06 \x01(\x02\x12\x16\n\x0emax_per_artist\x18\x07 \x01(\r\"\x9f\x01\n\x11RecommendResponse\x12\x32\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.Attribution\x12-\n\x06tracks\x18\x02 \x03(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\x12\x12\n\ncold_start\x18\x03 \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\"e\n\x0cSessionStart\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x0f\n\x07version\x18\x04 \x01(\t\"{\n\x0eListeningEvent\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12)\n\x04type\x18\x02 \x01(\x0e\x32\x1b.hearby.ranker.v1.EventType\x12\x18\n\x10position_seconds\x18\x03 \x01(\x01\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x7f\n\x0eSessionRequest\x12/\n\x05start\x18\x01 \x01(\x0b\x32\x1e.hearby.ranker.v1.SessionStartH\x00\x12\x31\n\x05\x65vent\x18\x02 \x01(\x0b\x32 .hearby.ranker.v1.ListeningEventH\x00\x42\t\n\x07message\"\x89\x01\n\x0fSessionResponse\x12\x32\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.Attribution\x12-\n\x06tracks\x18\x02 \x03(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\x12\x13\n\x0b\x65vents_seen\x18\x03 \x01(\r*\x91\x01\n\tAttribute\x12\x19\n\x15\x41TTRIBUTE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41TTRIBUTE_GENRE\x10\x01\x12\x12\n\x0e\x41TTRIBUTE_MOOD\x10\x02\x12\x18\n\x14\x41TTRIBUTE_INSTRUMENT\x10\x03\x12\x13\n\x0f\x41TTRIBUTE_TEMPO\x10\x04\x12\x11\n\rATTRIBUTE_KEY\x10\x05*\x97\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_PLAY\x10\x01\x12\x13\n\x0f\x45VENT_TYPE_SKIP\x10\x02\x12\x13\n\x0f\x45VENT_TYPE_LIKE\x10\x03\x12\x16\n\x12\x45VENT_TYPE_DISLIKE\x10\x04\x12\x17\n\x13\x45VENT_TYPE_COMPLETE\x10\x05\x32\x89\x02\n\rRankerService\x12N\n\x07Similar\x12 .hearby.ranker.v1.SimilarRequest\x1a!.hearby.ranker.v1.SimilarResponse\x12T\n\tRecommend\x12\".hearby.ranker.v1.RecommendRequest\x1a#.hearby.ranker.v1.RecommendResponse\x12R\n\x07Session\x12 .hearby.ranker.v1.SessionRequest\x1a!.hearby.ranker.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dhearby/ranker/v1/ranker.proto\x12\x10hearby.ranker.v1\x1a\x1bhearby/common/v1/auth.proto\x1a\x1chearby/common/v1/types.proto\"\xf8\x01\n\x0eSimilarRequest\x12\x12\n\x08track_id\x18\x01 \x01(\tH\x00\x12-\n\x05\x61udio\x18\x02 \x01(\x0b\x32\x1c.hearby.common.v1.AudioInputH\x00\x12\t\n\x01k\x18\x03 \x01(\r\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\'\n\x02\x62y\x18\x06 \x01(\x0e\x32\x1b.hearby.ranker.v1.Attribute\x12\x1b\n\x13\x65xclude_same_artist\x18\x07 \x01(\x08\x12\x0f\n\x07user_id\x18\x08 \x01(\tB\x06\n\x04seed\"t\n\x0fSimilarResponse\x12\x32\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.Attribution\x12-\n\x06tracks\x18\x02 \x03(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\"\xb3\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x16\n\x0eseed_track_ids\x18\x03 \x03(\t\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x18\n\x10\x64iversity_lambda\x18\x06 \x01(\x02\x12\x16\n\x0emax_per_artist\x18\x07 \x01(\r\"\x9f\x01\n\x11RecommendResponse\x12\x32\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.Attribution\x12-\n\x06tracks\x18\x02 \x03(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\x12\x12\n\ncold_start\x18\x03 \x01(\x08\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\"e\n\x0cSessionStart\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12(\n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x0f\n\x07version\x18\x04 \x01(\t\"{\n\x0eListeningEvent\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12)\n\x04type\x18\x02 \x01(\x0e\x32\x1b.hearby.ranker.v1.EventType\x12\x18\n\x10position_seconds\x18\x03 \x01(\x01\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x7f\n\x0eSessionRequest\x12/\n\x05start\x18\x01 \x01(\x0b\x32\x1e.hearby.ranker.v1.SessionStartH\x00\x12\x31\n\x05\x65vent\x18\x02 \x01(\x0b\x32 .hearby.ranker.v1.ListeningEventH\x00\x42\t\n\x07message\"\x89\x01\n\x0fSessionResponse\x12\x32\n\x0b\x61ttribution\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.Attribution\x12-\n\x06tracks\x18\x02 \x03(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\x12\x13\n\x0b\x65vents_seen\x18\x03 \x01(\r*\x91\x01\n\tAttribute\x12\x19\n\x15\x41TTRIBUTE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x41TTRIBUTE_GENRE\x10\x01\x12\x12\n\x0e\x41TTRIBUTE_MOOD\x10\x02\x12\x18\n\x14\x41TTRIBUTE_INSTRUMENT\x10\x03\x12\x13\n\x0f\x41TTRIBUTE_TEMPO\x10\x04\x12\x11\n\rATTRIBUTE_KEY\x10\x05*\x97\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_TYPE_PLAY\x10\x01\x12\x13\n\x0f\x45VENT_TYPE_SKIP\x10\x02\x12\x13\n\x0f\x45VENT_TYPE_LIKE\x10\x03\x12\x16\n\x12\x45VENT_TYPE_DISLIKE\x10\x04\x12\x17\n\x13\x45VENT_TYPE_COMPLETE\x10\x05\x32\x9b\x02\n\rRankerService\x12T\n\x07Similar\x12 .hearby.ranker.v1.SimilarRequest\x1a!.hearby.ranker.v1.SimilarResponse\"\x04\xa8\xd4\x18\x01\x12Z\n\tRecommend\x12\".hearby.ranker.v1.RecommendRequest\x1a#.hearby.ranker.v1.RecommendResponse\"\x04\xa8\xd4\x18\x01\x12X\n\x07Session\x12 .hearby.ranker.v1.SessionRequest\x1a!.hearby.ranker.v1.SessionResponse\"\x04\xa8\xd4\x18\x01(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hearby.ranker.v1.ranker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTRIBUTE']._serialized_start=1292
-  _globals['_ATTRIBUTE']._serialized_end=1437
-  _globals['_EVENTTYPE']._serialized_start=1440
-  _globals['_EVENTTYPE']._serialized_end=1591
-  _globals['_SIMILARREQUEST']._serialized_start=82
-  _globals['_SIMILARREQUEST']._serialized_end=330
-  _globals['_SIMILARRESPONSE']._serialized_start=332
-  _globals['_SIMILARRESPONSE']._serialized_end=448
-  _globals['_RECOMMENDREQUEST']._serialized_start=451
-  _globals['_RECOMMENDREQUEST']._serialized_end=630
-  _globals['_RECOMMENDRESPONSE']._serialized_start=633
-  _globals['_RECOMMENDRESPONSE']._serialized_end=792
-  _globals['_SESSIONSTART']._serialized_start=794
-  _globals['_SESSIONSTART']._serialized_end=895
-  _globals['_LISTENINGEVENT']._serialized_start=897
-  _globals['_LISTENINGEVENT']._serialized_end=1020
-  _globals['_SESSIONREQUEST']._serialized_start=1022
-  _globals['_SESSIONREQUEST']._serialized_end=1149
-  _globals['_SESSIONRESPONSE']._serialized_start=1152
-  _globals['_SESSIONRESPONSE']._serialized_end=1289
-  _globals['_RANKERSERVICE']._serialized_start=1594
-  _globals['_RANKERSERVICE']._serialized_end=1859
+  _globals['_RANKERSERVICE'].methods_by_name['Similar']._loaded_options = None
+  _globals['_RANKERSERVICE'].methods_by_name['Similar']._serialized_options = b'\250\324\030\001'
+  _globals['_RANKERSERVICE'].methods_by_name['Recommend']._loaded_options = None
+  _globals['_RANKERSERVICE'].methods_by_name['Recommend']._serialized_options = b'\250\324\030\001'
+  _globals['_RANKERSERVICE'].methods_by_name['Session']._loaded_options = None
+  _globals['_RANKERSERVICE'].methods_by_name['Session']._serialized_options = b'\250\324\030\001'
+  _globals['_ATTRIBUTE']._serialized_start=1321
+  _globals['_ATTRIBUTE']._serialized_end=1466
+  _globals['_EVENTTYPE']._serialized_start=1469
+  _globals['_EVENTTYPE']._serialized_end=1620
+  _globals['_SIMILARREQUEST']._serialized_start=111
+  _globals['_SIMILARREQUEST']._serialized_end=359
+  _globals['_SIMILARRESPONSE']._serialized_start=361
+  _globals['_SIMILARRESPONSE']._serialized_end=477
+  _globals['_RECOMMENDREQUEST']._serialized_start=480
+  _globals['_RECOMMENDREQUEST']._serialized_end=659
+  _globals['_RECOMMENDRESPONSE']._serialized_start=662
+  _globals['_RECOMMENDRESPONSE']._serialized_end=821
+  _globals['_SESSIONSTART']._serialized_start=823
+  _globals['_SESSIONSTART']._serialized_end=924
+  _globals['_LISTENINGEVENT']._serialized_start=926
+  _globals['_LISTENINGEVENT']._serialized_end=1049
+  _globals['_SESSIONREQUEST']._serialized_start=1051
+  _globals['_SESSIONREQUEST']._serialized_end=1178
+  _globals['_SESSIONRESPONSE']._serialized_start=1181
+  _globals['_SESSIONRESPONSE']._serialized_end=1318
+  _globals['_RANKERSERVICE']._serialized_start=1623
+  _globals['_RANKERSERVICE']._serialized_end=1906
 # @@protoc_insertion_point(module_scope)

@@ -22,56 +22,73 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from hearby.common.v1 import auth_pb2 as hearby_dot_common_dot_v1_dot_auth__pb2
 from hearby.common.v1 import types_pb2 as hearby_dot_common_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'hearby/vectorstore/v1/vectorstore.proto\x12\x15hearby.vectorstore.v1\x1a\x1chearby/common/v1/types.proto\"f\n\x0cVectorRecord\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x11\n\tembedding\x18\x02 \x03(\x02\x12\x31\n\x08metadata\x18\x03 \x01(\x0b\x32\x1f.hearby.common.v1.TrackMetadata\"=\n\x17\x43reateCollectionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\"<\n\x18\x43reateCollectionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x15\x44ropCollectionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\")\n\x16\x44ropCollectionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x18\n\x16ListCollectionsRequest\"\xa9\x01\n\x17ListCollectionsResponse\x12N\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x39.hearby.vectorstore.v1.ListCollectionsResponse.Collection\x1a>\n\nCollection\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\x04\"V\n\rUpsertRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\x07records\x18\x02 \x03(\x0b\x32#.hearby.vectorstore.v1.VectorRecord\"3\n\x0eUpsertResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08upserted\x18\x02 \x01(\r\"3\n\rDeleteRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\t\"2\n\x0e\x44\x65leteResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"L\n\nGetRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\t\x12\x1a\n\x12include_embeddings\x18\x03 \x01(\x08\"e\n\x0bGetResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\x07records\x18\x02 \x03(\x0b\x32#.hearby.vectorstore.v1.VectorRecord\x12\x0f\n\x07missing\x18\x03 \x03(\t\"\xe5\x01\n\rSearchRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12:\n\tembedding\x18\x02 \x01(\x0b\x32%.hearby.vectorstore.v1.EmbeddingQueryH\x00\x12\x12\n\x08track_id\x18\x03 \x01(\tH\x00\x12\t\n\x01k\x18\x04 \x01(\r\x12(\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x19\n\x11\x65xclude_track_ids\x18\x06 \x03(\t\x12\x1a\n\x12include_embeddings\x18\x07 \x01(\x08\x42\x07\n\x05query\" \n\x0e\x45mbeddingQuery\x12\x0e\n\x06values\x18\x01 \x03(\x02\"Q\n\x0eSearchResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\x04hits\x18\x02 \x03(\x0b\x32 .hearby.vectorstore.v1.SearchHit\"L\n\tSearchHit\x12,\n\x05track\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\x12\x11\n\tembedding\x18\x02 \x03(\x02\"I\n\x0c\x43ountRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.hearby.common.v1.Filter\"/\n\rCountResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x32\x91\x06\n\x12VectorStoreService\x12s\n\x10\x43reateCollection\x12..hearby.vectorstore.v1.CreateCollectionRequest\x1a/.hearby.vectorstore.v1.CreateCollectionResponse\x12m\n\x0e\x44ropCollection\x12,.hearby.vectorstore.v1.DropCollectionRequest\x1a-.hearby.vectorstore.v1.DropCollectionResponse\x12p\n\x0fListCollections\x12-.hearby.vectorstore.v1.ListCollectionsRequest\x1a..hearby.vectorstore.v1.ListCollectionsResponse\x12U\n\x06Upsert\x12$.hearby.vectorstore.v1.UpsertRequest\x1a%.hearby.vectorstore.v1.UpsertResponse\x12U\n\x06\x44\x65lete\x12$.hearby.vectorstore.v1.DeleteRequest\x1a%.hearby.vectorstore.v1.DeleteResponse\x12L\n\x03Get\x12!.hearby.vectorstore.v1.GetRequest\x1a\".hearby.vectorstore.v1.GetResponse\x12U\n\x06Search\x12$.hearby.vectorstore.v1.SearchRequest\x1a%.hearby.vectorstore.v1.SearchResponse\x12R\n\x05\x43ount\x12#.hearby.vectorstore.v1.CountRequest\x1a$.hearby.vectorstore.v1.CountResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'hearby/vectorstore/v1/vectorstore.proto\x12\x15hearby.vectorstore.v1\x1a\x1bhearby/common/v1/auth.proto\x1a\x1chearby/common/v1/types.proto\"f\n\x0cVectorRecord\x12\x10\n\x08track_id\x18\x01 \x01(\t\x12\x11\n\tembedding\x18\x02 \x03(\x02\x12\x31\n\x08metadata\x18\x03 \x01(\x0b\x32\x1f.hearby.common.v1.TrackMetadata\"=\n\x17\x43reateCollectionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\"<\n\x18\x43reateCollectionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x15\x44ropCollectionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\")\n\x16\x44ropCollectionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x18\n\x16ListCollectionsRequest\"\xa9\x01\n\x17ListCollectionsResponse\x12N\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x39.hearby.vectorstore.v1.ListCollectionsResponse.Collection\x1a>\n\nCollection\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x0c\n\x04rows\x18\x03 \x01(\x04\"V\n\rUpsertRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\x07records\x18\x02 \x03(\x0b\x32#.hearby.vectorstore.v1.VectorRecord\"3\n\x0eUpsertResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08upserted\x18\x02 \x01(\r\"3\n\rDeleteRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\t\"2\n\x0e\x44\x65leteResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"L\n\nGetRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\ttrack_ids\x18\x02 \x03(\t\x12\x1a\n\x12include_embeddings\x18\x03 \x01(\x08\"e\n\x0bGetResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x34\n\x07records\x18\x02 \x03(\x0b\x32#.hearby.vectorstore.v1.VectorRecord\x12\x0f\n\x07missing\x18\x03 \x03(\t\"\xe5\x01\n\rSearchRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12:\n\tembedding\x18\x02 \x01(\x0b\x32%.hearby.vectorstore.v1.EmbeddingQueryH\x00\x12\x12\n\x08track_id\x18\x03 \x01(\tH\x00\x12\t\n\x01k\x18\x04 \x01(\r\x12(\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x18.hearby.common.v1.Filter\x12\x19\n\x11\x65xclude_track_ids\x18\x06 \x03(\t\x12\x1a\n\x12include_embeddings\x18\x07 \x01(\x08\x42\x07\n\x05query\" \n\x0e\x45mbeddingQuery\x12\x0e\n\x06values\x18\x01 \x03(\x02\"Q\n\x0eSearchResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\x04hits\x18\x02 \x03(\x0b\x32 .hearby.vectorstore.v1.SearchHit\"L\n\tSearchHit\x12,\n\x05track\x18\x01 \x01(\x0b\x32\x1d.hearby.common.v1.ScoredTrack\x12\x11\n\tembedding\x18\x02 \x03(\x02\"I\n\x0c\x43ountRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12(\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x18.hearby.common.v1.Filter\"/\n\rCountResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x32\xc1\x06\n\x12VectorStoreService\x12y\n\x10\x43reateCollection\x12..hearby.vectorstore.v1.CreateCollectionRequest\x1a/.hearby.vectorstore.v1.CreateCollectionResponse\"\x04\xa8\xd4\x18\x03\x12s\n\x0e\x44ropCollection\x12,.hearby.vectorstore.v1.DropCollectionRequest\x1a-.hearby.vectorstore.v1.DropCollectionResponse\"\x04\xa8\xd4\x18\x03\x12v\n\x0fListCollections\x12-.hearby.vectorstore.v1.ListCollectionsRequest\x1a..hearby.vectorstore.v1.ListCollectionsResponse\"\x04\xa8\xd4\x18\x01\x12[\n\x06Upsert\x12$.hearby.vectorstore.v1.UpsertRequest\x1a%.hearby.vectorstore.v1.UpsertResponse\"\x04\xa8\xd4\x18\x02\x12[\n\x06\x44\x65lete\x12$.hearby.vectorstore.v1.DeleteRequest\x1a%.hearby.vectorstore.v1.DeleteResponse\"\x04\xa8\xd4\x18\x02\x12R\n\x03Get\x12!.hearby.vectorstore.v1.GetRequest\x1a\".hearby.vectorstore.v1.GetResponse\"\x04\xa8\xd4\x18\x01\x12[\n\x06Search\x12$.hearby.vectorstore.v1.SearchRequest\x1a%.hearby.vectorstore.v1.SearchResponse\"\x04\xa8\xd4\x18\x01\x12X\n\x05\x43ount\x12#.hearby.vectorstore.v1.CountRequest\x1a$.hearby.vectorstore.v1.CountResponse\"\x04\xa8\xd4\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hearby.vectorstore.v1.vectorstore_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VECTORRECORD']._serialized_start=96
-  _globals['_VECTORRECORD']._serialized_end=198
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=200
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=261
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=263
-  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=323
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=325
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=365
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=367
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=408
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=410
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=434
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=437
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=606
-  _globals['_LISTCOLLECTIONSRESPONSE_COLLECTION']._serialized_start=544
-  _globals['_LISTCOLLECTIONSRESPONSE_COLLECTION']._serialized_end=606
-  _globals['_UPSERTREQUEST']._serialized_start=608
-  _globals['_UPSERTREQUEST']._serialized_end=694
-  _globals['_UPSERTRESPONSE']._serialized_start=696
-  _globals['_UPSERTRESPONSE']._serialized_end=747
-  _globals['_DELETEREQUEST']._serialized_start=749
-  _globals['_DELETEREQUEST']._serialized_end=800
-  _globals['_DELETERESPONSE']._serialized_start=802
-  _globals['_DELETERESPONSE']._serialized_end=852
-  _globals['_GETREQUEST']._serialized_start=854
-  _globals['_GETREQUEST']._serialized_end=930
-  _globals['_GETRESPONSE']._serialized_start=932
-  _globals['_GETRESPONSE']._serialized_end=1033
-  _globals['_SEARCHREQUEST']._serialized_start=1036
-  _globals['_SEARCHREQUEST']._serialized_end=1265
-  _globals['_EMBEDDINGQUERY']._serialized_start=1267
-  _globals['_EMBEDDINGQUERY']._serialized_end=1299
-  _globals['_SEARCHRESPONSE']._serialized_start=1301
-  _globals['_SEARCHRESPONSE']._serialized_end=1382
-  _globals['_SEARCHHIT']._serialized_start=1384
-  _globals['_SEARCHHIT']._serialized_end=1460
-  _globals['_COUNTREQUEST']._serialized_start=1462
-  _globals['_COUNTREQUEST']._serialized_end=1535
-  _globals['_COUNTRESPONSE']._serialized_start=1537
-  _globals['_COUNTRESPONSE']._serialized_end=1584
-  _globals['_VECTORSTORESERVICE']._serialized_start=1587
-  _globals['_VECTORSTORESERVICE']._serialized_end=2372
+  _globals['_VECTORSTORESERVICE'].methods_by_name['CreateCollection']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['CreateCollection']._serialized_options = b'\250\324\030\003'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['DropCollection']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['DropCollection']._serialized_options = b'\250\324\030\003'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['ListCollections']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['ListCollections']._serialized_options = b'\250\324\030\001'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Upsert']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Upsert']._serialized_options = b'\250\324\030\002'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Delete']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Delete']._serialized_options = b'\250\324\030\002'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Get']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Get']._serialized_options = b'\250\324\030\001'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Search']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Search']._serialized_options = b'\250\324\030\001'
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Count']._loaded_options = None
+  _globals['_VECTORSTORESERVICE'].methods_by_name['Count']._serialized_options = b'\250\324\030\001'
+  _globals['_VECTORRECORD']._serialized_start=125
+  _globals['_VECTORRECORD']._serialized_end=227
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=229
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=290
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=292
+  _globals['_CREATECOLLECTIONRESPONSE']._serialized_end=352
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=354
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=394
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=396
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=437
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=439
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=463
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=466
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=635
+  _globals['_LISTCOLLECTIONSRESPONSE_COLLECTION']._serialized_start=573
+  _globals['_LISTCOLLECTIONSRESPONSE_COLLECTION']._serialized_end=635
+  _globals['_UPSERTREQUEST']._serialized_start=637
+  _globals['_UPSERTREQUEST']._serialized_end=723
+  _globals['_UPSERTRESPONSE']._serialized_start=725
+  _globals['_UPSERTRESPONSE']._serialized_end=776
+  _globals['_DELETEREQUEST']._serialized_start=778
+  _globals['_DELETEREQUEST']._serialized_end=829
+  _globals['_DELETERESPONSE']._serialized_start=831
+  _globals['_DELETERESPONSE']._serialized_end=881
+  _globals['_GETREQUEST']._serialized_start=883
+  _globals['_GETREQUEST']._serialized_end=959
+  _globals['_GETRESPONSE']._serialized_start=961
+  _globals['_GETRESPONSE']._serialized_end=1062
+  _globals['_SEARCHREQUEST']._serialized_start=1065
+  _globals['_SEARCHREQUEST']._serialized_end=1294
+  _globals['_EMBEDDINGQUERY']._serialized_start=1296
+  _globals['_EMBEDDINGQUERY']._serialized_end=1328
+  _globals['_SEARCHRESPONSE']._serialized_start=1330
+  _globals['_SEARCHRESPONSE']._serialized_end=1411
+  _globals['_SEARCHHIT']._serialized_start=1413
+  _globals['_SEARCHHIT']._serialized_end=1489
+  _globals['_COUNTREQUEST']._serialized_start=1491
+  _globals['_COUNTREQUEST']._serialized_end=1564
+  _globals['_COUNTRESPONSE']._serialized_start=1566
+  _globals['_COUNTRESPONSE']._serialized_end=1613
+  _globals['_VECTORSTORESERVICE']._serialized_start=1616
+  _globals['_VECTORSTORESERVICE']._serialized_end=2449
 # @@protoc_insertion_point(module_scope)

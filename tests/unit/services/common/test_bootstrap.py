@@ -168,7 +168,12 @@ def test_serve_stops_gracefully_on_sigterm_and_logs_json(tmp_path):
     import time
 
     port = free_port()
-    env = {"HEARBY_PORT": str(port), "HEARBY_GRACE_SECONDS": "1", "PATH": "/usr/bin:/bin"}
+    env = {
+        "HEARBY_PORT": str(port),
+        "HEARBY_GRACE_SECONDS": "1",
+        "HEARBY_AUTH": "off",
+        "PATH": "/usr/bin:/bin",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVE_SCRIPT], env=env, stderr=subprocess.PIPE, text=True
     )

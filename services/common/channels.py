@@ -1,0 +1,190 @@
+"""Client channels to hearby services: API key, TLS and deadline propagation in one place.
+
+Every client of a hearby service (the services calling each other, the CLIs, the
+dashboard, benchmarks) opens its channel here, so that:
+
+- the API key travels as ``authorization: Bearer <key>`` on every call;
+- TLS, and the client certificate for mTLS, follow
+  :class:`~services.common.settings_base.SecuritySettings`;
+- a call made while serving another call never outlives that call's deadline
+  (:mod:`services.common.deadline`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from services.common import deadline
+from services.common.settings_base import SecuritySettings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KEY_FILE = Path("var/stack/keys/admin.key")
+"""Where ``hearby up`` (with its default data folder) leaves the operator's key; the CLIs
+use it when no key is configured, so they work against a local stack without set-up."""
+
+ChannelOptions = Sequence[tuple[str, Any]]
+
+
+def client_key(security: SecuritySettings) -> str:
+    """The API key this process sends ("" when there is none).
+
+    In order: ``HEARBY_API_KEY``, ``HEARBY_API_KEY_FILE``, the local stack's admin key file
+    when it exists.
+
+    Raises:
+        FileNotFoundError: ``HEARBY_API_KEY_FILE`` names a missing file.
+    """
+    if security.api_key:
+        return security.api_key.strip()
+    if security.api_key_file is not None:
+        try:
+            return security.api_key_file.read_text().strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"HEARBY_API_KEY_FILE={security.api_key_file} does not exist"
+            ) from None
+    if DEFAULT_KEY_FILE.is_file():
+        return DEFAULT_KEY_FILE.read_text().strip()
+    return ""
+
+
+def channel_credentials(security: SecuritySettings) -> grpc.ChannelCredentials | None:
+    """TLS credentials for clients, or None for plaintext.
+
+    Raises:
+        FileNotFoundError: A configured CA, certificate or key file is missing.
+    """
+    if not security.client_tls:
+        return None
+    assert security.tls_ca_file is not None
+    ca = security.tls_ca_file.read_bytes()
+    if security.tls_mutual and security.tls_cert_file and security.tls_key_file:
+        return grpc.ssl_channel_credentials(
+            ca, security.tls_key_file.read_bytes(), security.tls_cert_file.read_bytes()
+        )
+    return grpc.ssl_channel_credentials(ca)
+
+
+def _call_metadata(key: str) -> Callable[[Any], Any]:
+    """Adds the key to a call's metadata (keeping what the caller set)."""
+
+    def add(metadata: Any) -> Any:
+        items = list(metadata or ())
+        if key and not any(name == "authorization" for name, _ in items):
+            items.append(("authorization", f"Bearer {key}"))
+        return grpc.aio.Metadata(*items)
+
+    return add
+
+
+class _Outgoing(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+    grpc.aio.StreamStreamClientInterceptor,
+):
+    """Adds the API key and caps the timeout at the served call's deadline."""
+
+    def __init__(self, key: str) -> None:
+        self._metadata = _call_metadata(key)
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return grpc.aio.ClientCallDetails(
+            method=details.method,
+            timeout=deadline.cap(details.timeout),
+            metadata=self._metadata(details.metadata),
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await continuation(self._details(client_call_details), request)
+
+    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details), request_iterator)
+
+    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
+        return await continuation(self._details(client_call_details), request_iterator)
+
+
+def _tls_options(security: SecuritySettings) -> list[tuple[str, Any]]:
+    if security.client_tls and security.tls_server_name:
+        return [("grpc.ssl_target_name_override", security.tls_server_name)]
+    return []
+
+
+def open_channel(
+    address: str,
+    *,
+    options: ChannelOptions = (),
+    security: SecuritySettings | None = None,
+    api_key: str | None = None,
+) -> grpc.aio.Channel:
+    """An asyncio channel to a hearby service.
+
+    Args:
+        address: ``host:port``.
+        options: Extra channel options (e.g. message size limits).
+        security: Key and TLS settings (default: from the ``HEARBY_*`` environment).
+        api_key: A key to send instead of the configured one ("" sends none).
+
+    Returns:
+        The channel; close it (``await channel.close()`` or ``async with``).
+    """
+    security = security or SecuritySettings()
+    key = client_key(security) if api_key is None else api_key
+    interceptors = [_Outgoing(key)]
+    all_options = [*options, *_tls_options(security)]
+    credentials = channel_credentials(security)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, all_options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, all_options, interceptors=interceptors)
+
+
+class _SyncKey(grpc.UnaryUnaryClientInterceptor):
+    """The blocking channel's key metadata (for health checks and simple scripts)."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        metadata = list(client_call_details.metadata or ())
+        if self._key:
+            metadata.append(("authorization", f"Bearer {self._key}"))
+        details = client_call_details._replace(metadata=metadata)
+        return continuation(details, request)
+
+
+def open_blocking_channel(
+    address: str,
+    *,
+    options: ChannelOptions = (),
+    security: SecuritySettings | None = None,
+    api_key: str | None = None,
+) -> grpc.Channel:
+    """A blocking channel to a hearby service (unary calls only carry the key).
+
+    Args:
+        address: ``host:port``.
+        options: Extra channel options.
+        security: Key and TLS settings (default: from the ``HEARBY_*`` environment).
+        api_key: A key to send instead of the configured one ("" sends none).
+    """
+    security = security or SecuritySettings()
+    key = client_key(security) if api_key is None else api_key
+    all_options = [*options, *_tls_options(security)]
+    credentials = channel_credentials(security)
+    if credentials is None:
+        channel = grpc.insecure_channel(address, all_options)
+    else:
+        channel = grpc.secure_channel(address, credentials, all_options)
+    return grpc.intercept_channel(channel, _SyncKey(key))
