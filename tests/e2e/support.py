@@ -14,11 +14,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from hearby.up import Ports, Stack, StackConfig
 from services.catalog.client import CatalogClient, channel_options
 from services.catalog.tracks import IngestStatus
+from services.common.channels import open_channel
 from services.control.client import ControlClient
 from services.control.registry import Version, VersionStatus
 from services.embedder.model_repository import ModelSpec, write_version
@@ -65,12 +64,14 @@ def running_stack(
     workers: int = 2,
     env: Mapping[str, str] | None = None,
     locality: Mapping[str, Sequence[Mapping[str, object]]] | None = None,
+    auth: bool = False,
 ) -> Iterator[Stack]:
     """A started stack over two fresh model repositories, laid out as in a checkout.
 
     ``tmp/models`` holds the ``bundled`` versions and ``tmp/model_repository`` (where
     ``hearby publish`` writes) the ``published`` ones, each name -> weight seed; Triton
-    serves both; ``locality`` gives a version its locality table. Yields the stack once
+    serves both; ``locality`` gives a version its locality table; ``auth`` requires API
+    keys as ``hearby up`` does (the helpers here send ``stack.api_key``). Yields the stack once
     every part is healthy and every version is registered; stops it afterwards whatever
     happened.
     """
@@ -86,6 +87,7 @@ def running_stack(
         workers=workers,
         env={**FAST_ENV, **(env or {})},
         start_timeout=300,
+        auth=auth,
     )
     with Stack(config) as stack:
         registered = asyncio.run(stack.register_versions())
@@ -123,7 +125,7 @@ async def wait_ready(stack: Stack, names: Sequence[str], timeout: float = 300) -
 
 async def ingest_status(stack: Stack) -> IngestStatus:
     """GetIngestStatus."""
-    async with grpc.aio.insecure_channel(stack.catalog) as channel:
+    async with open_channel(stack.catalog, api_key=stack.api_key) as channel:
         return await CatalogClient(channel).ingest_status()
 
 
@@ -143,13 +145,13 @@ async def wait_drained(stack: Stack, timeout: float = 300) -> IngestStatus:
 
 async def count(stack: Stack, version: str) -> int:
     """Rows in a version's collection."""
-    async with grpc.aio.insecure_channel(stack.vectorstore) as channel:
+    async with open_channel(stack.vectorstore, api_key=stack.api_key) as channel:
         return await VectorStoreClient(channel).count(version)
 
 
 async def register(stack: Stack, name: str, manifest_json: str) -> Version:
     """RegisterVersion, as ``hearby publish --control`` calls it."""
-    async with grpc.aio.insecure_channel(stack.control) as channel:
+    async with open_channel(stack.control, api_key=stack.api_key) as channel:
         return await ControlClient(channel, timeout_seconds=30).register_version(
             name, manifest_json
         )
@@ -189,7 +191,9 @@ def render_corpus(out: Path, tracks: int, seed: int) -> list[CorpusTrack]:
 async def submit_all(stack: Stack, tracks: Sequence[CorpusTrack]) -> None:
     """SubmitTrack for every track, four at a time; every one must be ACCEPTED."""
     slots = asyncio.Semaphore(4)
-    async with grpc.aio.insecure_channel(stack.catalog, options=channel_options()) as channel:
+    async with open_channel(
+        stack.catalog, options=channel_options(), api_key=stack.api_key
+    ) as channel:
         client = CatalogClient(channel)
 
         async def submit(track: CorpusTrack) -> None:
