@@ -83,18 +83,14 @@ def _call_metadata(key: str) -> Callable[[Any], Any]:
     return add
 
 
-class _Outgoing(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class _Outgoing:
     """Adds the API key and caps the timeout at the served call's deadline."""
 
     def __init__(self, key: str) -> None:
         self._metadata = _call_metadata(key)
 
-    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        """The call's details with the key added and the timeout capped."""
         return grpc.aio.ClientCallDetails(
             method=details.method,
             timeout=deadline.cap(details.timeout),
@@ -103,17 +99,28 @@ class _Outgoing(
             wait_for_ready=details.wait_for_ready,
         )
 
+
+# grpc.aio files an interceptor under the first of the four kinds it is an instance of
+# (an if/elif in Channel.__init__), so one class implementing all four would only ever
+# see unary-unary calls: the Session stream went out without its key. One class per kind.
+class _UnaryUnary(_Outgoing, grpc.aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(self.details(client_call_details), request)
 
+
+class _UnaryStream(_Outgoing, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self._details(client_call_details), request)
+        return await continuation(self.details(client_call_details), request)
 
+
+class _StreamUnary(_Outgoing, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await continuation(self.details(client_call_details), request_iterator)
 
+
+class _StreamStream(_Outgoing, grpc.aio.StreamStreamClientInterceptor):
     async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return await continuation(self._details(client_call_details), request_iterator)
+        return await continuation(self.details(client_call_details), request_iterator)
 
 
 def _tls_options(security: SecuritySettings) -> list[tuple[str, Any]]:
@@ -142,7 +149,7 @@ def open_channel(
     """
     security = security or SecuritySettings()
     key = client_key(security) if api_key is None else api_key
-    interceptors = [_Outgoing(key)]
+    interceptors = [kind(key) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
     all_options = [*options, *_tls_options(security)]
     credentials = channel_credentials(security)
     if credentials is None:
