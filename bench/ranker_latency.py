@@ -4,8 +4,11 @@ Starts a redis-server, ``python -m services.vectorstore`` (fresh Milvus Lite fil
 ``python -m services.ranker`` on free ports in a temp dir; registers one 128-d version in
 the registry over Redis (PUBLISHED -> BACKFILLING -> READY, default), fills it with
 clustered random unit vectors (200 clusters and 2000 artists at 10k tracks, 10 genres,
-tempo), and gives each user 10 plays/likes/skips of tracks from one or two clusters. No
-control service and no embedder run: the ranker needs Triton only for audio seeds.
+tempo), and gives each user 10 plays/likes/skips of tracks from one or two clusters
+(``bench/catalog_seed.py``, shared with ``bench/load_test.py``). No control service and no
+embedder run: the ranker needs Triton only for audio seeds. The services run without API
+keys (``HEARBY_AUTH=off``), as when the figures in docs/BENCHMARKS.md were taken;
+``bench/load_test.py`` measures the stack with keys on.
 
 Then, in one run, each phase sends a fixed number of requests from ``--concurrency``
 asyncio clients (one gRPC channel per phase) after a warm-up, and reports p50/p99 latency,
@@ -31,10 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import random
 import sys
 import tempfile
 import time
@@ -45,46 +46,34 @@ from pathlib import Path
 import numpy as np
 
 from hearby.up import service_process
-from services.common import redis_client
 from services.common.channels import open_channel
 from services.common.processes import ManagedProcess, free_port
 from services.common.redis_server import RedisServer
-from services.control.registry import VersionRegistry
-from services.feedback.events import EventLog, EventType, UserEvent
 from services.ranker.client import RankerClient
 from services.vectorstore.client import VectorStoreClient
-from services.vectorstore.records import TrackMetadata, VectorRecord
+
+ROOT = Path(__file__).resolve().parents[1]
+# bench/ is no installed package: the shared seeding module is imported from this checkout.
+sys.path.insert(0, str(ROOT))
+from bench.catalog_seed import (  # noqa: E402
+    ARTISTS_PER_CLUSTER,
+    EVENTS_PER_USER,
+    GENRES,
+    Catalog,
+    cluster_count,
+    make_catalog,
+    populate,
+    taste,
+)
 
 VERSION = "bench"
 DIM = 128
-# At most 200 clusters of >= 50 tracks (200 at 10k tracks): neighbourhoods as in music.
-CLUSTERS = 200
-TRACKS_PER_CLUSTER = 50
-ARTISTS_PER_CLUSTER = 10  # an artist's tracks sit together (2000 artists at 10k tracks)
-GENRES = tuple(f"g{i}" for i in range(10))
-# Noise per dimension around a cluster centre: a track's cosine to its centre is ~0.8.
-SPREAD = 0.75 / np.sqrt(DIM)
-WRITE_BATCH = 1024
-EVENTS_PER_USER = 10
-# What a user's 10 events are: mostly plays, some likes, a few skips.
-EVENT_MIX = (EventType.PLAY,) * 6 + (EventType.LIKE,) * 2 + (EventType.SKIP,) * 2
 K = 10
 # The ranker's Recommend pool: max(min_pool 50, k x pool_factor 4) (services/ranker/settings.py).
 POOL = max(50, K * 4)
-FEEDBACK_PREFIX = "hearby:{feedback}"
-
-
-@dataclass
-class Catalog:
-    """The stored tracks and the users' histories (track indices, per user)."""
-
-    vectors: np.ndarray  # (N, D) unit rows
-    clusters: np.ndarray  # (N,)
-    history: list[list[tuple[int, EventType]]]  # per user, oldest first
-
-    def track_id(self, i: int) -> str:
-        """The id of track ``i``."""
-        return f"t{i}"
+# The services run without API keys, as when this benchmark was first measured (before
+# authentication existed), so its figures stay comparable.
+NO_AUTH = {"HEARBY_AUTH": "off"}
 
 
 @dataclass
@@ -104,111 +93,6 @@ class Phase:
     def throughput(self) -> float:
         """Requests per second over the phase."""
         return len(self.latencies_ms) / self.wall_s
-
-
-def make_catalog(tracks: int, users: int, rng: np.random.Generator) -> Catalog:
-    """Clustered unit vectors and, per user, events on one or two clusters' tracks."""
-    count = cluster_count(tracks)
-    centres = rng.standard_normal((count, DIM)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    clusters = rng.integers(0, count, tracks)
-    vectors = centres[clusters] + SPREAD * rng.standard_normal((tracks, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    members = [np.flatnonzero(clusters == c) for c in range(count)]
-    history = []
-    for _ in range(users):
-        chosen = rng.choice(count, rng.integers(1, 3), replace=False)
-        pool = np.concatenate([members[c] for c in chosen])
-        picks = rng.choice(pool, min(EVENTS_PER_USER, len(pool)), replace=False)
-        kinds = list(rng.permutation(EVENT_MIX)[: len(picks)])
-        kinds[0] = EventType.PLAY  # at least one positive event, so there is a taste
-        history.append([(int(t), EventType(k)) for t, k in zip(picks, kinds, strict=True)])
-    return Catalog(vectors, clusters, history)
-
-
-def cluster_count(tracks: int) -> int:
-    """Clusters for a catalog of ``tracks``."""
-    return max(1, min(CLUSTERS, tracks // TRACKS_PER_CLUSTER))
-
-
-def metadata(i: int, cluster: int, rng: random.Random) -> TrackMetadata:
-    """Labels of track ``i``: artist within its cluster, genre by cluster, random tempo."""
-    artist = cluster * ARTISTS_PER_CLUSTER + rng.randrange(ARTISTS_PER_CLUSTER)
-    return TrackMetadata(
-        title=f"track {i}",
-        artist=f"a{artist}",
-        genre=GENRES[cluster % len(GENRES)],
-        tempo_bpm=round(rng.uniform(60, 180), 1),
-    )
-
-
-def manifest_json(name: str) -> str:
-    """A publish manifest as ``hearby publish`` writes it (the fields the registry reads)."""
-    return json.dumps(
-        {
-            "name": name,
-            "recipe": "bench",
-            "sample_rate": 16000,
-            "window_samples": 48000,
-            "dimension": DIM,
-            "locality": [{"attribute": "genre", "k": 10, "value": 0.5, "chance": 0.1}],
-            "corpus_manifest_sha256": "0" * 64,
-            "git_commit": "0" * 40,
-            "created": "2026-11-24T00:00:00+00:00",
-        }
-    )
-
-
-async def populate(catalog: Catalog, redis_url: str, vectorstore: str, seed: int) -> float:
-    """Registers and fills the version and records the histories; returns rows/s written."""
-    redis = redis_client.connect(redis_url, 10.0)
-    try:
-        registry = VersionRegistry(redis)
-        await registry.register(VERSION, manifest_json(VERSION))
-        await registry.start_backfill(VERSION, len(catalog.vectors))
-        labels = random.Random(seed)
-        async with open_channel(vectorstore) as channel:
-            client = VectorStoreClient(channel, timeout_seconds=120)
-            await client.create_collection(VERSION, DIM)
-            started = time.perf_counter()
-            for lo in range(0, len(catalog.vectors), WRITE_BATCH):
-                hi = min(lo + WRITE_BATCH, len(catalog.vectors))
-                await client.upsert(
-                    VERSION,
-                    [
-                        VectorRecord(
-                            catalog.track_id(i),
-                            catalog.vectors[i],
-                            metadata(i, int(catalog.clusters[i]), labels),
-                        )
-                        for i in range(lo, hi)
-                    ],
-                )
-            rate = len(catalog.vectors) / (time.perf_counter() - started)
-        await registry.complete_backfill(VERSION)
-        await registry.set_default(VERSION)
-        events = EventLog(redis, FEEDBACK_PREFIX)
-        batch: list[UserEvent] = []
-        for user, history in enumerate(catalog.history):
-            batch += [
-                UserEvent(f"u{user}", catalog.track_id(t), kind, position_seconds=30.0)
-                for t, kind in history
-            ]
-            if len(batch) >= 900:
-                await events.record(batch)
-                batch = []
-        await events.record(batch)
-    finally:
-        await redis.aclose()
-    return rate
-
-
-def taste(catalog: Catalog, user: int) -> tuple[np.ndarray, list[str]]:
-    """A user's taste (mean of played/liked tracks, unit length) and the tracks seen."""
-    history = catalog.history[user]
-    liked = [t for t, kind in history if kind is not EventType.SKIP]
-    query = catalog.vectors[liked].mean(axis=0)
-    return query / np.linalg.norm(query), [catalog.track_id(t) for t, _ in history]
 
 
 # -- CPU accounting ----------------------------------------------------------------------
@@ -308,7 +192,7 @@ async def measure(
     async def run(label: str, call: Callable[[int], Awaitable[object]]) -> Phase:
         return await run_phase(label, call, args.requests, args.warmup, args.concurrency, processes)
 
-    async with open_channel(vectorstore) as channel:
+    async with open_channel(vectorstore, api_key="") as channel:
         store = VectorStoreClient(channel, timeout_seconds=30)
 
         async def search_k(n: int) -> object:
@@ -328,7 +212,7 @@ async def measure(
         phases.append(await run(f"vectorstore Search k={K}", search_k))
         phases.append(await run(f"vectorstore Search pool k={POOL}", search_pool))
         phases.append(await run("vectorstore Get + Search pool", get_search_pool))
-    async with open_channel(ranker) as channel:
+    async with open_channel(ranker, api_key="") as channel:
         client = RankerClient(channel, timeout_seconds=30)
 
         async def similar(n: int) -> object:
@@ -383,7 +267,7 @@ def table(phases: list[Phase], names: list[str]) -> list[tuple[str, ...]]:
 def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[float, list[Phase]]:
     """Starts the processes, fills them, measures; stops everything whatever happens."""
     rng = np.random.default_rng(args.seed)
-    catalog = make_catalog(args.tracks, args.users, rng)
+    catalog = make_catalog(args.tracks, args.users, rng, DIM)
     started: list[ManagedProcess] = []
     try:
         redis = RedisServer(workdir / "redis")
@@ -401,11 +285,12 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[float, list[Phas
                 "HEARBY_VECTORSTORE_METRICS_PORT": "0",
                 "HEARBY_VECTORSTORE_LOG_LEVEL": "WARNING",
                 "HEARBY_VECTORSTORE_MILVUS_TIMEOUT_SECONDS": "120",
+                **NO_AUTH,
             },
         )
         store.start()
         started.append(store)
-        write_rate = asyncio.run(populate(catalog, redis.url, vectorstore, args.seed))
+        write_rate = asyncio.run(populate(catalog, redis.url, vectorstore, args.seed, VERSION))
         ranker = f"127.0.0.1:{free_port()}"
         ranker_process = service_process(
             "ranker",
@@ -420,6 +305,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> tuple[float, list[Phas
                 "HEARBY_EMBEDDER_URL": f"127.0.0.1:{free_port()}",
                 "HEARBY_RANKER_METRICS_PORT": "0",
                 "HEARBY_RANKER_LOG_LEVEL": "WARNING",
+                **NO_AUTH,
             },
         )
         ranker_process.start()
