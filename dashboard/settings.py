@@ -1,15 +1,23 @@
-"""Settings of the dashboard: where the services are, where Streamlit listens.
+"""Settings of the dashboard: where the services are, where Streamlit listens, who logs in.
 
 Read from ``HEARBY_DASHBOARD_*`` environment variables; each service address also accepts
 the shared variable ``hearby up`` sets for every part (``HEARBY_CONTROL_ADDRESS``, ...).
+Whether people must log in is not a dashboard setting: it follows the stack's one
+authentication switch, ``HEARBY_AUTH`` (:class:`services.common.settings_base.SecuritySettings`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common.settings_base import SecuritySettings
+
 DEFAULT_PORT = 8501
+# Next to the stack's API key file (var/stack/keys/keys.json), where `hearby up` keeps it.
+DEFAULT_USERS_FILE = Path("var/stack/keys/dashboard-users.json")
 
 
 def _address(service: str, default: str) -> object:
@@ -45,6 +53,9 @@ class DashboardSettings(BaseSettings):
             before it is fetched again (default 30 s).
         max_upload_mib: Largest audio file the Compare page accepts as a seed, in MiB
             (default 64, the ranker's own limit).
+        users_file: The JSON file of the people who may log in (``hearby dashboard-users``
+            writes it; default ``var/stack/keys/dashboard-users.json``). Read only while
+            login is on (see :attr:`login_required`).
     """
 
     model_config = SettingsConfigDict(
@@ -62,3 +73,13 @@ class DashboardSettings(BaseSettings):
     k: int = Field(default=10, ge=1, le=50)
     catalog_cache_seconds: float = 30.0
     max_upload_mib: int = 64
+    users_file: Path = DEFAULT_USERS_FILE
+
+    @property
+    def login_required(self) -> bool:
+        """Whether people must log in: exactly when the stack requires API keys.
+
+        One switch for the whole stack: ``HEARBY_AUTH=off`` turns off both the services'
+        API keys and this login (local development and tests only).
+        """
+        return SecuritySettings().auth == "keys"

@@ -2,10 +2,11 @@
 
 A trial is a seed track and the neighbour lists of two versions, with the sides drawn at
 random per trial and hidden until the rating is saved. The rater picks left, right or a
-tie and may score single neighbours 1..5. A trial another rater already rated can be
-rated again (same seed, same lists, same sides): that is what rater agreement is measured
-on. Ratings go to the feedback service, which keeps them in Redis with AOF (see
-docs/DASHBOARD.md for where they live and how they are backed up).
+tie and may score single neighbours 1..5; the rater id is the logged-in user's name (typed
+in when login is off). A trial another rater already rated can be rated again (same seed,
+same lists, same sides): that is what rater agreement is measured on. Ratings go to the
+feedback service, which keeps them in Redis with AOF (see docs/DASHBOARD.md for where they
+live and how they are backed up).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from dashboard import widgets
+from dashboard import login, widgets
 from services.feedback.ratings import NeighbourScore, Preference, Rating, ShownList, Side
 from services.vectorstore.records import TrackMetadata
 
@@ -134,7 +135,13 @@ st.caption(
 )
 if "rate_last" in st.session_state:
     st.success(st.session_state.pop("rate_last"))
-rater = st.text_input("Your rater id", key="rate_rater").strip()
+user = login.current_user()
+if user is not None:
+    # Logged in: the login name is the rater id, so a rating always names who gave it.
+    rater = user.name
+    st.caption(f"Rating as **{rater}** (your login name is your rater id).")
+else:
+    rater = st.text_input("Your rater id", key="rate_rater").strip()
 if not rater:
     st.info("Enter your rater id to start rating.")
     st.stop()

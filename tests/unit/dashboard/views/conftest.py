@@ -1,4 +1,4 @@
-"""An in-memory backend for running the Review and Metrics pages in-process (AppTest)."""
+"""An in-memory backend for running the dashboard's pages in-process (AppTest)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import streamlit as st
 from dashboard import widgets
 from dashboard.queries import ServiceError
 from dashboard.settings import DashboardSettings
-from services.catalog.tracks import TrackRecord
+from services.catalog.tracks import IngestStatus, TrackRecord
 from services.common.errors import NotFound
 from services.control.ab_report import Report
 from services.control.experiments import Experiment
@@ -46,7 +46,7 @@ def track(track_id: str, **metadata: object) -> TrackRecord:
 
 @dataclass
 class FakeBackend:
-    """The Backend methods the two pages call, answered from memory."""
+    """The Backend methods the pages call, answered from memory."""
 
     versions_: list[Version] = field(default_factory=list)
     tracks_: list[TrackRecord] = field(default_factory=list)
@@ -67,6 +67,9 @@ class FakeBackend:
 
     def tracks(self) -> list[TrackRecord]:
         return list(self.tracks_)
+
+    def ingest_status(self) -> IngestStatus:
+        return IngestStatus(len(self.tracks_), 0, 0, 0, [])
 
     def ratings(self, version_a: str = "", version_b: str = "") -> list[Rating]:
         return [r for r in self.ratings_ if not version_a or r.compares(version_a, version_b)]
