@@ -59,12 +59,16 @@ class RunningServer:
     port: int
     health: HealthReporter
     metrics_port: int | None = None
+    health_port: int | None = None
     _metrics_http: Any = field(default=None, repr=False)
+    _health_server: grpc.aio.Server | None = field(default=None, repr=False)
 
     async def stop(self, grace_seconds: float) -> None:
         """Reports NOT_SERVING, then stops, giving in-flight calls ``grace_seconds``."""
         await self.health.stop()
         await self.server.stop(grace_seconds)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
         logger.info("server on port %d stopped", self.port)
@@ -143,6 +147,7 @@ async def start_server(
     except RuntimeError as exc:
         raise RuntimeError(f"cannot listen on {address}: {exc} (is the port in use?)") from exc
     await server.start()
+    health_server, health_port = await _start_health_port(settings, health_servicer)
     reporter = HealthReporter(health_servicer, names, probes)
     if probes:
         await reporter.check_once()
@@ -163,8 +168,32 @@ async def start_server(
         port=port,
         health=reporter,
         metrics_port=metrics[1] if metrics else None,
+        health_port=health_port,
         _metrics_http=metrics[0] if metrics else None,
+        _health_server=health_server,
     )
+
+
+async def _start_health_port(
+    settings: ServiceSettings, servicer: health.aio.HealthServicer
+) -> tuple[grpc.aio.Server | None, int | None]:
+    """A plaintext server with only the health service, when ``health_port`` is set.
+
+    Kubernetes' native gRPC probes cannot speak TLS, so with TLS on the kubelet probes
+    this port instead. It shares the main server's health servicer: both report the same
+    status, and nothing but ``grpc.health.v1`` is reachable here.
+    """
+    if settings.health_port is None:
+        return None, None
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    address = f"{settings.host}:{settings.health_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot listen on {address} (health): {exc}") from exc
+    await server.start()
+    return server, port
 
 
 async def serve(

@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
         grace_seconds: On SIGTERM, seconds in-flight RPCs get to finish (default 5).
         max_message_mib: Largest request or response message in MiB (default 80, so a
             64 MiB audio payload plus its metadata fits).
+        health_port: When set, ``grpc.health.v1`` is also served in plaintext on this
+            port (and nothing else): Kubernetes' gRPC probes cannot use TLS. Unset by
+            default (0 picks a free port).
     """
 
     model_config = SettingsConfigDict(env_prefix="HEARBY_", frozen=True, extra="ignore")
@@ -57,6 +60,7 @@ class ServiceSettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     grace_seconds: float = 5.0
     max_message_mib: int = 80
+    health_port: int | None = None
 
     @property
     def max_message_bytes(self) -> int:

@@ -174,7 +174,7 @@ def tls(tmp_path):
     return folder, client_cert, client_key, ca
 
 
-async def _tls_server(folder, mutual: bool):
+async def _tls_server(folder, mutual: bool, health_port: int | None = None):
     security = SecuritySettings(
         auth="off",
         tls_cert_file=folder / "server.pem",
@@ -182,7 +182,8 @@ async def _tls_server(folder, mutual: bool):
         tls_ca_file=folder / "ca.pem",
         tls_mutual=mutual,
     )
-    return await start_server(ServiceSettings(port=0), [control_binding()], security=security)
+    settings = ServiceSettings(port=0, health_port=health_port)
+    return await start_server(settings, [control_binding()], security=security)
 
 
 async def _get(address: str, security: SecuritySettings) -> grpc.StatusCode:
@@ -290,3 +291,21 @@ async def test_the_callers_deadline_reaches_the_next_service_and_cancels_its_wor
     finally:
         await up.stop(0)
         await down.stop(0)
+
+
+async def test_with_tls_the_plaintext_health_port_serves_health_and_nothing_else(tls):
+    folder, _, _, _ = tls
+    running = await _tls_server(folder, mutual=True, health_port=0)
+    plain = SecuritySettings(auth="off")
+    try:
+        assert running.health_port and running.health_port != running.port
+        address = f"127.0.0.1:{running.health_port}"
+        async with open_channel(address, security=plain, api_key="") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert await _get(address, plain) == grpc.StatusCode.UNIMPLEMENTED
+        assert await _get(f"127.0.0.1:{running.port}", plain) == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await running.stop(0)
