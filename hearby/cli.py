@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the Streamlit dashboard alone (hearby up starts it too): compare, rate, review",
     ),
     "keys": ("hearby.keys_cli", "API keys: create, list, rotate, revoke (hashed, no restart)"),
+    "dashboard-users": (
+        "hearby.dashboard_users_cli",
+        "people who may log in to the dashboard: add, passwd, disable, list",
+    ),
     "certs": ("hearby.certs_cli", "a development CA and TLS/mTLS certificates for the services"),
     "ratings": ("hearby.ratings_cli", "similarity ratings from the dashboard: export as CSV"),
     "demo": (
