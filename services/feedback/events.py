@@ -33,7 +33,7 @@ impression's list. Every other event (organic plays, a foreign request id, a tra
 user found elsewhere) still feeds the stream, the history and the popularity.
 
 Writes return once Redis has applied them; how soon they reach disk is the deployment's
-AOF fsync policy (``appendfsync``; ``everysec`` in :mod:`services.common.redis_server`).
+AOF fsync policy (``appendfsync``; ``always`` in :mod:`services.common.redis_server`).
 Every call raises :class:`~services.common.errors.Unavailable` while Redis cannot be
 reached.
 """

@@ -15,8 +15,9 @@ Redis key layout (``P`` is the prefix, default ``hearby:{feedback}``)::
     P:ratings             ZSET    rating ids scored by time_us (listing order).
 
 A submit returns once Redis has applied it; how soon it reaches disk is the deployment's
-AOF fsync policy (``appendfsync everysec`` loses at most a second in a crash). Every call
-raises :class:`~services.common.errors.Unavailable` while Redis cannot be reached.
+AOF fsync policy (the local stack's redis-server fsyncs before replying, see
+:mod:`services.common.redis_server`; ``everysec`` can lose the last second or two). Every
+call raises :class:`~services.common.errors.Unavailable` while Redis cannot be reached.
 """
 
 from __future__ import annotations
