@@ -3,7 +3,7 @@
 Run it with ``hearby dashboard`` (or as part of ``hearby up``); it reaches the services at
 the addresses in :class:`dashboard.settings.DashboardSettings`. Each page is a script under
 ``views/``; this one only sets up the page, the login gate (:mod:`dashboard.login`: while
-``HEARBY_AUTH=keys``, nothing below it runs for a session that has not logged in) and the
+``HEARBY_AUTH=keys``, no page runs for a session that has not logged in) and the
 navigation.
 
 The folder is not called ``pages/`` (as STYLE.md's layout has it) on purpose: Streamlit
@@ -40,7 +40,7 @@ st.set_page_config(page_title="hearby", page_icon=":headphones:", layout="wide")
 # Reviewers and admins see the same pages: none of them changes versions or experiments
 # (those are CLI commands with an admin API key). A page that does must check
 # login.current_user().is_admin, or be listed here only for admins.
-login.gate(DashboardSettings())
+allowed = login.gate(DashboardSettings())
 navigation = st.navigation(
     [
         # The default page is served at "/" only; the landing page takes that place so
@@ -50,6 +50,11 @@ navigation = st.navigation(
         st.Page(_PAGES / "rate.py", title="Rate (blind)", url_path="rate"),
         st.Page(_PAGES / "review.py", title="Review", url_path="review"),
         st.Page(_PAGES / "metrics.py", title="Metrics", url_path="metrics"),
-    ]
+    ],
+    # Declared even behind the login form (but hidden and not run), so that a deep link
+    # such as /compare?a=...&seed=... keeps its page and arguments through the login;
+    # without a navigation in the run, Streamlit sent the browser to "/".
+    position="sidebar" if allowed else "hidden",
 )
-navigation.run()
+if allowed:
+    navigation.run()

@@ -2,8 +2,8 @@
 
 :func:`gate` runs at the top of ``app.py``, before the navigation, on every rerun. While
 login is on (``HEARBY_AUTH=keys``, see :attr:`DashboardSettings.login_required`) it lets
-the run go on only for a session that logged in with a name and password from the users
-file (:mod:`dashboard.users`); anything else sees the form and nothing of the pages.
+pages run only for a session that logged in with a name and password from the users file
+(:mod:`dashboard.users`); anything else sees the form and nothing of the pages.
 
 The logged-in user lives in ``st.session_state``, so it ends when the browser tab closes
 or reloads (Streamlit opens a new session then). The users file is read again on every
@@ -68,26 +68,27 @@ def _log_out() -> None:
         logger.info("dashboard logout: %s", user.name)
 
 
-def gate(settings: DashboardSettings) -> SessionUser | None:
-    """Lets the page run only for a logged-in user while login is on.
+def gate(settings: DashboardSettings) -> bool:
+    """Whether this run may show the pages; shows the login form when it may not.
 
-    Shows the login form (or how to create the first user) and stops the run when nobody
-    is logged in; otherwise puts the user's name and a "Log out" button in the sidebar.
+    While login is on and nobody is logged in, this draws the login form (or how to
+    create the first user) and returns False; the caller then renders no page. A
+    logged-in user gets their name and a "Log out" button in the sidebar.
 
     Args:
         settings: Whether login is on, and where the users file is.
 
     Returns:
-        The logged-in user, or None when login is off (everyone may use the pages).
+        True when login is off or a user is logged in (see :func:`current_user`).
     """
     if not settings.login_required:
-        return None
+        return True
     path = settings.users_file
     try:
         users = read_users(path)
     except InvalidArgument as exc:
         st.error(f"{exc.message}. Fix or recreate it with `hearby dashboard-users`.")
-        st.stop()
+        return False
     user = current_user()
     if user is not None:
         known = users.get(user.name)
@@ -95,15 +96,14 @@ def gate(settings: DashboardSettings) -> SessionUser | None:
             user = SessionUser(known.name, known.role)
             st.session_state[SESSION_KEY] = user
             _sidebar(user)
-            return user
+            return True
         logger.info("dashboard session of %s ended: the user is disabled or gone", user.name)
         del st.session_state[SESSION_KEY]
     if not users:
         _no_users(path)
     else:
         _form(users)
-    st.stop()
-    return None  # not reached: st.stop() ends the run
+    return False
 
 
 def _sidebar(user: SessionUser) -> None:

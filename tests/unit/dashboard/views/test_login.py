@@ -107,6 +107,15 @@ def test_login_shows_the_overview_when_the_password_is_right(ana: Path, fake_bac
     assert "Logged in as **ana** (reviewer)" in [c.value for c in at.sidebar.caption]
 
 
+def test_login_opens_the_linked_page_when_a_deep_link_asked_for_one(
+    ana: Path, fake_backend: FakeBackend
+):
+    at = _start("views/review.py")
+    assert _on_login_form(at)
+    at = _log_in(at, "ana", PASSWORD)
+    assert [t.value for t in at.title] == ["Review ratings"]
+
+
 def test_login_makes_the_user_name_the_rater_id_on_the_rate_page(
     ana: Path, fake_backend: FakeBackend
 ):
