@@ -359,6 +359,8 @@ class StackKeys:
         self.file = folder / "keys.json"
         self.service_file = folder / "service.key"
         self.admin_file = folder / "admin.key"
+        self.dashboard_users = folder / "dashboard-users.json"
+        self.dashboard_password_file = folder / "dashboard-admin.password"
 
     def _valid(self, key_file: Path) -> bool:
         """Whether ``key_file`` holds a key the key file still accepts."""
@@ -385,6 +387,23 @@ class StackKeys:
             if not self._valid(key_file):
                 token, _ = add_key(self.file, name, frozenset({Scope.ADMIN}), rate)
                 write_secret(key_file, token)
+        self._ensure_dashboard_admin()
+
+    def _ensure_dashboard_admin(self) -> None:
+        """The dashboard's first login, ``admin``, with its password in a 0600 file."""
+        from dashboard.users import ensure_user as ensure_dashboard_user
+        from dashboard.users import generate_password, set_password
+
+        password = ensure_dashboard_user(self.dashboard_users, "admin")
+        if password is None and not self.dashboard_password_file.exists():
+            # The user exists but its password file went away: give it a new one rather
+            # than leave the operator locked out.
+            password = generate_password()
+            set_password(self.dashboard_users, "admin", password)
+        if password is not None:
+            from hearby.keys_cli import write_secret
+
+            write_secret(self.dashboard_password_file, password)
 
     @property
     def admin(self) -> str:
@@ -453,6 +472,7 @@ class Stack:
         if self.keys:
             env["HEARBY_AUTH_KEYS_FILE"] = str(self.keys.file)
             env["HEARBY_API_KEY_FILE"] = str(self.keys.service_file)
+            env["HEARBY_DASHBOARD_USERS_FILE"] = str(self.keys.dashboard_users)
         for prefix, port in (
             ("CONTROL", ports.control),
             ("VECTORSTORE", ports.vectorstore),

@@ -279,3 +279,39 @@ def test_the_supervisor_gives_up_on_a_part_that_cannot_restart_alone():
     stack.parts["redis"].process.dead = True
     with pytest.raises(StackError, match=r"redis exited .*cannot be restarted alone"):
         up.Supervisor(stack).check()
+
+
+def test_stack_keys_are_made_once_and_replaced_when_revoked(tmp_path):
+    from dashboard.users import read_users, verify
+    from hearby.up import StackKeys
+    from services.common.auth import KeyStore, Scope, revoke_key, split_key
+
+    keys = StackKeys(tmp_path / "keys")
+    keys.ensure()
+    store = KeyStore(keys.file)
+    service = store.authenticate(keys.service_file.read_text().strip())
+    admin = store.authenticate(keys.admin)
+    assert service.rate_per_second == 0 and admin.rate_per_second is None
+    assert service.allows(Scope.ADMIN) and admin.allows(Scope.ADMIN)
+    password = keys.dashboard_password_file.read_text().strip()
+    assert verify(read_users(keys.dashboard_users), "admin", password) is not None
+
+    first_admin = keys.admin
+    keys.ensure()
+    assert keys.admin == first_admin
+    assert keys.dashboard_password_file.read_text().strip() == password
+
+    revoke_key(keys.file, split_key(first_admin)[0])
+    keys.ensure()
+    assert keys.admin != first_admin
+    assert KeyStore(keys.file).authenticate(keys.admin).name == "stack-admin"
+
+
+def test_stack_env_turns_keys_on_only_with_auth(tmp_path):
+    ports = Ports.free()
+    on = Stack(StackConfig(tmp_path / "a", (tmp_path / "models",), ports, auth=True)).env()
+    off = Stack(StackConfig(tmp_path / "b", (tmp_path / "models",), ports)).env()
+    assert on["HEARBY_AUTH"] == "keys" and on["HEARBY_AUTH_KEYS_FILE"].endswith("keys.json")
+    assert on["HEARBY_API_KEY_FILE"].endswith("service.key")
+    assert on["HEARBY_DASHBOARD_USERS_FILE"].endswith("dashboard-users.json")
+    assert off["HEARBY_AUTH"] == "off" and "HEARBY_AUTH_KEYS_FILE" not in off
