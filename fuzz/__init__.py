@@ -1,0 +1,1 @@
+"""Fuzz harnesses (atheris) for hearby's untrusted-input parsers; run them with fuzz.run."""
