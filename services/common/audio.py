@@ -45,6 +45,11 @@ _OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 # makes it 16000 x 7999 (over 1 GB while building it, seconds per second of audio), and
 # 1000003 Hz asks for 64 GB; above this many taps the FFT resampler is used instead.
 _MAX_SINC_TAPS = 1 << 20
+# Float WAV/AIFF samples are stored as they are, so a corrupt file can hold 1e38 where
+# music peaks near 1.0 (full scale). Such finite values overflow to inf and NaN in the
+# resampler's sums, and NaN embeddings would reach the index. Float masters do go a little
+# over full scale, so the bar is far above it: 1000 is +60 dBFS.
+_MAX_PEAK = 1000.0
 
 
 class AudioError(InvalidArgument):
@@ -197,7 +202,7 @@ def decode_checked(
 
     Order, cheapest first: payload size; empty/AAC; the header (format and duration, read
     without decoding samples); then a block-wise decode and down-mix; then the samples
-    (NaN/inf, length, silence).
+    (NaN/inf, level, length, silence).
 
     Args:
         source: The encoded bytes, or a path.
@@ -247,9 +252,15 @@ def decode_checked(
 
 
 def _check_samples(mono: np.ndarray, rate: int, limits: AudioLimits, name: str) -> None:
-    """Raises AudioError for NaN/inf, too short, or silent audio."""
+    """Raises AudioError for NaN/inf, absurd levels, too short, or silent audio."""
     if not np.isfinite(mono).all():
         raise AudioError(f"{name} contains NaN or infinite samples")
+    peak = float(np.max(np.abs(mono)))
+    if peak > _MAX_PEAK:
+        raise AudioError(
+            f"{name} peaks at {20 * np.log10(peak):+.0f} dBFS, far beyond full scale (the "
+            f"limit is {20 * np.log10(_MAX_PEAK):+.0f} dBFS); the file is corrupt"
+        )
     seconds = len(mono) / rate
     if seconds < limits.min_seconds:
         raise AudioError(
