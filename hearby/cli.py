@@ -56,7 +56,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _top_parser() -> argparse.ArgumentParser:
-    lines = [f"  {name:<12} {summary}" for name, (_, summary) in COMMANDS.items()]
+    lines = [f"  {name:<16} {summary}" for name, (_, summary) in COMMANDS.items()]
     return argparse.ArgumentParser(
         prog="hearby",
         description="hearby: music recommendation by how it sounds.",
