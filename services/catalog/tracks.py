@@ -23,7 +23,9 @@ every key in one Redis Cluster slot, so the transactions and scripts may span th
                                    stream holds only outstanding work.
     P:ingest:dead          STREAM  dead letters: the job's fields plus reason, attempts,
                                    failed_us and entry_id (the ingest entry given up on)
-    P:ingest:failures      HASH    ingest entry id -> reason of its last retryable failure
+    P:ingest:failures      HASH    ingest entry id -> reason of its last retryable failure;
+                                   ``<entry id>:outages`` -> its deliveries that met a
+                                   dependency outage (not counted as attempts)
 
 No module outside ``services/catalog`` and ``services/ingest`` touches these keys.
 """

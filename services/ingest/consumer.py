@@ -11,10 +11,15 @@ Delivery is at-least-once and every write is idempotent:
   re-delivered entry writes only the versions that were missing; the vector store's
   upsert is keyed by track id, so even a repeated write leaves one row.
 - Poison entries (undecodable audio, malformed fields) are moved to the dead-letter
-  stream at once, with the reason; retryable failures (a dependency is down) stay
-  pending and are retried, and after ``max_attempts`` deliveries they are dead-lettered
-  with the last error. Moving to the dead-letter stream and acking is one Lua script, so
-  an entry is never both lost and never in both places.
+  stream at once, with the reason; retryable failures stay pending and are retried, and
+  after ``max_attempts`` deliveries they are dead-lettered with the last error. Moving to
+  the dead-letter stream and acking is one Lua script, so an entry is never both lost and
+  never in both places.
+- A delivery that failed because a dependency was down (Redis, the vector store, the
+  embedder, or an active version the embedder lost in a restart) is not counted against
+  ``max_attempts`` (``P:ingest:failures`` field ``<entry id>:outages``): entries wait for
+  as long as the outage lasts, then go through, instead of being dead-lettered by any
+  outage longer than a few claim timeouts.
 - SIGTERM finishes the current entry, then stops.
 
 Dependencies are typed Protocols (:class:`TrackEmbedder`, :class:`VectorWriter`,
@@ -30,7 +35,7 @@ import enum
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +56,7 @@ from services.catalog.tracks import (
 )
 from services.common.audio import resample
 from services.common.channels import open_channel
+from services.common.errors import NotFound, Unavailable
 from services.common.metrics import start_metrics_server
 from services.control.client import ControlClient
 from services.embedder.client import EmbedderClient
@@ -81,7 +87,7 @@ ENTRY_SECONDS = Histogram(
 _ACK_SCRIPT = """
 local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2], ARGV[2] .. ':outages')
 if acked == 1 and #ARGV > 2 then
   return redis.call('XADD', KEYS[3], '*', unpack(ARGV, 3))
 end
@@ -293,10 +299,13 @@ class IngestWorker:
             job = handlers.job_of(delivery.fields)
             return await self._dead_letter(delivery, job, str(exc))
         limit = self._settings.max_attempts
-        if delivery.attempts > limit:
+        # Deliveries that met an outage do not count (see the module docstring).
+        outages = await self._redis.hget(self.keys.failures, _outages(delivery.entry_id))
+        attempts = delivery.attempts - int(outages or 0)
+        if attempts > limit:
             # Its workers kept dying or stopping before finishing it (or it failed each time).
             last = await self._redis.hget(self.keys.failures, delivery.entry_id)
-            reason = handlers.gave_up_reason(delivery.attempts - 1, last)
+            reason = handlers.gave_up_reason(attempts - 1, last)
             return await self._dead_letter(delivery, job, reason)
         try:
             return await self._ingest(delivery, job)
@@ -304,8 +313,10 @@ class IngestWorker:
             failure = handlers.classify_failure(exc)
         if failure.poison:
             return await self._dead_letter(delivery, job, failure.reason)
-        if delivery.attempts >= limit:
-            reason = handlers.gave_up_reason(delivery.attempts, failure.reason)
+        if failure.outage:
+            return await self._wait_out(delivery, job, failure.reason)
+        if attempts >= limit:
+            reason = handlers.gave_up_reason(attempts, failure.reason)
             return await self._dead_letter(delivery, job, reason)
         await self._redis.hset(self.keys.failures, delivery.entry_id, failure.reason)
         logger.warning(
@@ -316,6 +327,23 @@ class IngestWorker:
             delivery.attempts,
             limit,
             failure.reason,
+            extra={"entry_id": delivery.entry_id, "track_id": job.track_id},
+        )
+        return Outcome.RETRY
+
+    async def _wait_out(self, delivery: Delivery, job: IngestJob, reason: str) -> Outcome:
+        """Leaves the entry pending for after the outage, without using up an attempt."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.failures, delivery.entry_id, reason)
+            pipe.hincrby(self.keys.failures, _outages(delivery.entry_id), 1)
+            await pipe.execute()
+        logger.warning(
+            "%s: %s (track %s) waits for a dependency (delivery %d, not counted): %s",
+            self.name,
+            delivery.entry_id,
+            job.track_id,
+            delivery.attempts,
+            reason,
             extra={"entry_id": delivery.entry_id, "track_id": job.track_id},
         )
         return Outcome.RETRY
@@ -341,12 +369,15 @@ class IngestWorker:
             audio, rate = await asyncio.to_thread(handlers.decode_audio, data, job.track_id)
             at_rate: dict[int, np.ndarray] = {}
             for version in todo:
-                target = await self._embedder.sample_rate(version)
-                if target not in at_rate:
-                    # Versions usually share a rate: resample once per rate, not once per
-                    # version (25-50 ms for a 3-minute track here, ~2 % of embedding it).
-                    at_rate[target] = await asyncio.to_thread(resample, audio, rate, target)
-                embedded_track = await self._embedder.embed_track(version, at_rate[target], target)
+                with _lost_by_the_embedder(version):
+                    target = await self._embedder.sample_rate(version)
+                    if target not in at_rate:
+                        # Versions usually share a rate: resample once per rate, not once
+                        # per version (25-50 ms for a 3-minute track, ~2 % of embedding it).
+                        at_rate[target] = await asyncio.to_thread(resample, audio, rate, target)
+                    embedded_track = await self._embedder.embed_track(
+                        version, at_rate[target], target
+                    )
                 row = handlers.track_vector(record, embedded_track.embedding)
                 await self._writer.upsert(version, [row])
                 # Recorded per version, so a redelivery skips what is already written.
@@ -460,6 +491,28 @@ class IngestWorker:
                 failures += 1
                 logger.warning("%s cannot join the group yet: %s", self.name, exc)
                 await _sleep(self._backoff(failures), stop)
+
+
+def _outages(entry_id: str) -> str:
+    """The failures-hash field counting an entry's deliveries that met an outage."""
+    return f"{entry_id}:outages"
+
+
+@contextlib.contextmanager
+def _lost_by_the_embedder(version: str) -> Iterator[None]:
+    """NotFound from the embedder for an active version becomes Unavailable (an outage).
+
+    An active (BACKFILLING or READY) version was loaded before it became active, so the
+    embedder not knowing it means the embedder restarted; the control service's
+    reconciler loads it again within ``reconcile_interval_seconds`` plus the load time.
+    """
+    try:
+        yield
+    except NotFound as exc:
+        raise Unavailable(
+            f"version {version!r} is active but not loaded in the embedder (restarted?); "
+            f"waiting for the control service to load it again ({exc.message})"
+        ) from exc
 
 
 async def _sleep(seconds: float, stop: asyncio.Event) -> None:

@@ -2,9 +2,10 @@
 
 Nothing here reads Redis or calls a service; ``consumer.py`` does the I/O and calls these.
 The central decision is :func:`classify_failure`: *poison* failures (the input itself is
-wrong, so no retry can succeed) are dead-lettered at once; *retryable* ones (a dependency
-is down, a version is not loaded yet) leave the entry pending for a later attempt, until
-``max_attempts`` deliveries.
+wrong, so no retry can succeed) are dead-lettered at once; *outages* (Redis, the embedder
+or the vector store is down) leave the entry pending for as long as they last, without
+using up its attempts; other *retryable* failures (a version without a collection yet, a
+bug that may be transient) leave it pending until ``max_attempts`` deliveries.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # Status codes (domain errors' ``status``, or a gRPC error's code name) that say the input
 # is wrong: retrying the same input cannot succeed.
 _POISON_CODES = frozenset({"INVALID_ARGUMENT", "OUT_OF_RANGE"})
+# Status codes that say a dependency is down or overloaded, not that the entry is bad.
+_OUTAGE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED"})
 # A unit vector's norm, within this tolerance (the vector store checks 1e-3 too).
 _UNIT_TOLERANCE = 1e-3
 
@@ -43,10 +46,14 @@ class Failure:
     Args:
         reason: One line for the dead-letter stream and the logs.
         poison: True when retrying cannot succeed.
+        outage: True when a dependency is down: retrying once it is back succeeds, so the
+            attempt is not counted against ``max_attempts`` (an outage longer than a few
+            claim timeouts must not dead-letter every entry it touched).
     """
 
     reason: str
     poison: bool
+    outage: bool = False
 
 
 def parse_job(fields: Mapping[str, str]) -> IngestJob:
@@ -149,7 +156,7 @@ def _status_name(exc: BaseException) -> str | None:
 
 
 def classify_failure(exc: BaseException) -> Failure:
-    """Poison (dead-letter now) or retryable (leave pending), with a one-line reason."""
+    """Poison (dead-letter now), an outage, or retryable (leave pending); a one-line reason."""
     if isinstance(exc, PoisonEntry):
         return Failure(str(exc), poison=True)
     if isinstance(exc, AudioError):
@@ -158,11 +165,13 @@ def classify_failure(exc: BaseException) -> Failure:
         # The catalog stored it before queueing; a missing file is a store outage or loss.
         return Failure(f"stored audio is missing: {exc}", poison=False)
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        return Failure(f"redis unavailable: {exc}", poison=False)
+        return Failure(f"redis unavailable: {exc}", poison=False, outage=True)
     status = _status_name(exc)
     message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     if status in _POISON_CODES:
         return Failure(f"rejected ({status}): {message}", poison=True)
+    if status in _OUTAGE_CODES:
+        return Failure(f"{status}: {message}", poison=False, outage=True)
     if status is not None:
         return Failure(f"{status}: {message}", poison=False)
     # Anything else is most likely a bug: retry (it may be transient), bounded by

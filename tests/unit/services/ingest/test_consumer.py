@@ -173,21 +173,23 @@ async def test_retryable_failures_stay_pending_then_dead_letter_after_max_attemp
     make_worker: WorkerFactory,
     writer: FakeWriter,
 ):
-    writer.failures = [Unavailable("vector store down")] * 3
+    writer.failures = [NotFound("version v1 has no collection")] * 3
     await catalog.submit("t1", {}, data=tone())
     worker = await _started(make_worker(max_attempts=3, claim_idle_seconds=0.05))
     assert await worker.poll() is Outcome.RETRY
     assert await _pending(async_redis, catalog) == 1
     entry_id = (await async_redis.xrange(catalog.keys.stream))[0][0]
     assert await async_redis.hget(catalog.keys.failures, entry_id) == (
-        "UNAVAILABLE: vector store down"
+        "NOT_FOUND: version v1 has no collection"
     )
     for expected in (Outcome.RETRY, Outcome.DEAD_LETTERED):
         await asyncio.sleep(0.08)
         assert await worker.poll() is expected
     (letter,) = await catalog.dead_letters()
     assert letter.attempts == 3
-    assert letter.reason == ("gave up after 3 attempts; last error: UNAVAILABLE: vector store down")
+    assert letter.reason == (
+        "gave up after 3 attempts; last error: NOT_FOUND: version v1 has no collection"
+    )
     assert await _pending(async_redis, catalog) == 0
     assert not await async_redis.exists(catalog.keys.failures)
     # The cause is fixed: RetryDeadLetter queues it again and it goes through.
@@ -195,6 +197,69 @@ async def test_retryable_failures_stay_pending_then_dead_letter_after_max_attemp
     assert await worker.poll() is Outcome.DONE
     assert await catalog.dead_letters() == []
     assert set(writer.rows) == {("v1", "t1"), ("v2", "t1")}
+
+
+async def test_an_outage_longer_than_max_attempts_dead_letters_nothing(
+    catalog: Catalog,
+    async_redis: aioredis.Redis,
+    make_worker: WorkerFactory,
+    writer: FakeWriter,
+):
+    # The vector store is down for five deliveries, more than max_attempts: they wait.
+    writer.failures = [Unavailable("vector store down")] * 5
+    await catalog.submit("t1", {}, data=tone())
+    worker = await _started(make_worker(max_attempts=3, claim_idle_seconds=0.05))
+    outcomes = [await worker.poll()]
+    for _ in range(5):
+        await asyncio.sleep(0.08)
+        outcomes.append(await worker.poll())
+    assert outcomes == [Outcome.RETRY] * 5 + [Outcome.DONE]
+    assert await catalog.dead_letters() == []
+    assert set(writer.rows) == {("v1", "t1"), ("v2", "t1")}
+    assert await _pending(async_redis, catalog) == 0
+    # The failure and outage bookkeeping goes with the ack.
+    assert not await async_redis.exists(catalog.keys.failures)
+
+
+async def test_outages_do_not_hide_real_failures_from_max_attempts(
+    catalog: Catalog,
+    async_redis: aioredis.Redis,
+    make_worker: WorkerFactory,
+    writer: FakeWriter,
+):
+    writer.failures = [Unavailable("down"), NotFound("no collection"), NotFound("no collection")]
+    await catalog.submit("t1", {}, data=tone())
+    worker = await _started(make_worker(max_attempts=2, claim_idle_seconds=0.05))
+    outcomes = [await worker.poll()]
+    for _ in range(2):
+        await asyncio.sleep(0.08)
+        outcomes.append(await worker.poll())
+    # Delivery 1 met the outage (not counted); deliveries 2 and 3 are attempts 1 and 2.
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.DEAD_LETTERED]
+    (letter,) = await catalog.dead_letters()
+    assert letter.reason == "gave up after 2 attempts; last error: NOT_FOUND: no collection"
+
+
+async def test_a_version_the_embedder_lost_in_a_restart_is_waited_for(
+    catalog: Catalog,
+    async_redis: aioredis.Redis,
+    make_worker: WorkerFactory,
+    embedder: FakeEmbedder,
+):
+    # Triton came back without the active versions; the control service reloads them.
+    embedder.fail = NotFound("version 'v1' is not loaded in the embedder")
+    await catalog.submit("t1", {}, data=tone())
+    worker = await _started(make_worker(max_attempts=1, claim_idle_seconds=0.05))
+    assert await worker.poll() is Outcome.RETRY
+    entry_id = (await async_redis.xrange(catalog.keys.stream))[0][0]
+    reason = await async_redis.hget(catalog.keys.failures, entry_id)
+    assert reason.startswith("UNAVAILABLE: version 'v1' is active but not loaded")
+    await asyncio.sleep(0.08)
+    assert await worker.poll() is Outcome.RETRY
+    embedder.fail = None
+    await asyncio.sleep(0.08)
+    assert await worker.poll() is Outcome.DONE
+    assert await catalog.dead_letters() == []
 
 
 async def test_an_entry_whose_workers_kept_dying_is_dead_lettered_on_redelivery(

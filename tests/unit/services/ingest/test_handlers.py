@@ -94,26 +94,27 @@ class _RpcError(Exception):
 
 
 @pytest.mark.parametrize(
-    ("error", "poison", "reason"),
+    ("error", "poison", "outage", "reason"),
     [
-        (PoisonEntry("malformed ingest entry: x"), True, "malformed ingest entry: x"),
-        (AudioError("t1 could not be decoded"), True, "decode failed: t1 could not be decoded"),
-        (InvalidArgument("dimension 7 != 8"), True, "rejected (INVALID_ARGUMENT): dimension"),
-        (_RpcError("INVALID_ARGUMENT"), True, "rejected (INVALID_ARGUMENT)"),
-        (Unavailable("triton down"), False, "UNAVAILABLE: triton down"),
-        (DeadlineExceeded("slow"), False, "DEADLINE_EXCEEDED: slow"),
-        (NotFound("version v9 is not loaded"), False, "NOT_FOUND: version v9"),
-        (FailedPrecondition("not ready"), False, "FAILED_PRECONDITION"),
-        (_RpcError("UNAVAILABLE"), False, "UNAVAILABLE: rpc failed"),
-        (redis.exceptions.ConnectionError("refused"), False, "redis unavailable: refused"),
-        (FileNotFoundError("/a/b.flac"), False, "stored audio is missing"),
-        (HearbyError("odd"), False, "UNKNOWN: odd"),
-        (ZeroDivisionError("a bug"), False, "ZeroDivisionError: a bug"),
+        (PoisonEntry("malformed ingest entry: x"), True, False, "malformed ingest entry: x"),
+        (AudioError("t1 could not be decoded"), True, False, "decode failed: t1 could not"),
+        (InvalidArgument("dimension 7 != 8"), True, False, "rejected (INVALID_ARGUMENT): dim"),
+        (_RpcError("INVALID_ARGUMENT"), True, False, "rejected (INVALID_ARGUMENT)"),
+        (Unavailable("triton down"), False, True, "UNAVAILABLE: triton down"),
+        (DeadlineExceeded("slow"), False, True, "DEADLINE_EXCEEDED: slow"),
+        (NotFound("version v9 has no collection"), False, False, "NOT_FOUND: version v9"),
+        (FailedPrecondition("not ready"), False, False, "FAILED_PRECONDITION"),
+        (_RpcError("UNAVAILABLE"), False, True, "UNAVAILABLE: rpc failed"),
+        (redis.exceptions.ConnectionError("refused"), False, True, "redis unavailable: refused"),
+        (FileNotFoundError("/a/b.flac"), False, False, "stored audio is missing"),
+        (HearbyError("odd"), False, False, "UNKNOWN: odd"),
+        (ZeroDivisionError("a bug"), False, False, "ZeroDivisionError: a bug"),
     ],
 )
-def test_classify_failure_separates_poison_from_retryable(error, poison, reason):
+def test_classify_failure_separates_poison_outages_and_retryable(error, poison, outage, reason):
     failure = handlers.classify_failure(error)
     assert failure.poison is poison
+    assert failure.outage is outage
     assert failure.reason.startswith(reason)
 
 
