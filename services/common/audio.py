@@ -263,10 +263,11 @@ def _check_samples(mono: np.ndarray, rate: int, limits: AudioLimits, name: str) 
         )
     seconds = len(mono) / rate
     if seconds < limits.min_seconds:
-        raise AudioError(
-            f"{name} is {_duration(seconds)} long; at least {_duration(limits.min_seconds)} "
-            "is needed"
-        )
+        # Length rounded down and minimum up, to the 0.01 s shown: 0.996 s against 1 s must
+        # not read "1.00 s long; at least 1.00 s". (1e-9: 0.29 * 100 is 28.999999999999996.)
+        shown = _duration(math.floor(seconds * 100 + 1e-9) / 100)
+        needed = _duration(math.ceil(limits.min_seconds * 100 - 1e-9) / 100)
+        raise AudioError(f"{name} is {shown} long; at least {needed} is needed")
     # float64 accumulation: a long track's sum of squares loses precision in float32.
     rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64))))
     if rms < 10 ** (limits.silence_dbfs / 20):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Callable
 from unittest import mock
 
@@ -286,3 +287,21 @@ def test_decode_checked_accepts_float_samples_somewhat_over_full_scale():
     tone = 4.0 * np.sin(2 * np.pi * 440 * np.arange(800) / 8000)  # +12 dBFS: a hot master
     samples, _ = decode_checked(_float_wav(tone), LIMITS, name="clip")
     assert np.max(np.abs(samples)) == pytest.approx(4.0, rel=1e-3)
+
+
+TOO_SHORT = re.compile(r"is ([\d.]+) s long; at least ([\d.]+) s is needed")
+
+
+@FEWER
+@given(st.integers(1000, 48000), st.floats(0.05, 2.0), st.floats(0.001, 0.999))
+def test_decode_checked_says_a_clip_is_shorter_than_the_minimum_in_numbers_that_differ(
+    rate, min_seconds, share
+):
+    # Regression: 0.0099 s against 0.01 s read "is 0.01 s long; at least 0.01 s is needed".
+    frames = max(1, int(min_seconds * share * rate))
+    tone = 0.3 * np.sin(2 * np.pi * (rate / 8) * np.arange(frames) / rate)
+    limits = AudioLimits(min_seconds=min_seconds, max_seconds=10.0)
+    with pytest.raises(AudioError, match=TOO_SHORT) as caught:
+        decode_checked(_float_wav(tone, rate), limits, name="clip")
+    shown, needed = TOO_SHORT.search(str(caught.value)).groups()
+    assert float(shown) < float(needed)
