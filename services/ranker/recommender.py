@@ -19,7 +19,7 @@ import numpy as np
 
 from services.catalog.audio_store import read_uri
 from services.common.audio import AudioLimits, decode_checked
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.common.names import check_track_id
 from services.embedder.interface import TrackEmbedder
 from services.feedback.events import EventLog, Impression, UserEvent
@@ -187,7 +187,8 @@ class Recommender:
             ResourceExhausted: Audio over the size limit.
             NotFound: Unknown track or version.
             FailedPrecondition: The version cannot serve.
-            Unavailable: A dependency is down.
+            Unavailable: A dependency is down, or the embedder is loading the version
+                again after a restart.
         """
         self.check_k(k)
         check_user_id(user_id, required=False)
@@ -241,7 +242,16 @@ class Recommender:
         else:
             raise InvalidArgument("audio is empty: send the encoded file's bytes or a URI")
         waveform, rate = await asyncio.to_thread(decode_checked, data, self._limits, "audio")
-        embedded = await self._embedder.embed_track(version, waveform, rate)
+        try:
+            embedded = await self._embedder.embed_track(version, waveform, rate)
+        except NotFound as exc:
+            # The route is a READY version, so it was loaded: the embedder lost it in a
+            # restart, and the control service's reconciler loads it again. A retry will
+            # succeed, so this is UNAVAILABLE, not NOT_FOUND (which says: stop asking).
+            raise Unavailable(
+                f"version {version!r} is being loaded into the embedder again; retry later "
+                f"({exc.message})"
+            ) from exc
         return embedded.embedding
 
     # -- Recommend ----------------------------------------------------------------------
