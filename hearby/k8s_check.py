@@ -13,10 +13,18 @@ For each overlay it
    CRD such as a ServiceMonitor or a KEDA ScaledObject) fails the check: hearby's
    manifests use none;
 3. checks hearby's own rules (:func:`policy_problems`): every container has readiness and
-   liveness probes (native gRPC probes for gRPC servers), CPU and memory requests and
-   limits, runs as non-root with a read-only root filesystem; every workload has a
-   PodDisruptionBudget; references to ConfigMaps, claims, HPA targets and Service
-   selectors resolve.
+   liveness probes (native gRPC probes for gRPC servers: on the gRPC port, or on the
+   plaintext ``HEARBY_<SVC>_HEALTH_PORT`` when the server listens with TLS, since the
+   kubelet's gRPC probes cannot do TLS), CPU and memory requests and limits, runs as
+   non-root with a read-only root filesystem; every workload has a PodDisruptionBudget;
+   references to ConfigMaps, claims, HPA targets and Service selectors resolve; and the
+   security wiring (:func:`security_problems`): while ``HEARBY_AUTH`` is not ``off``
+   every hearby gRPC server mounts Secret ``hearby-api-keys`` as a folder (no subPath,
+   so key changes reach the pod) holding ``HEARBY_AUTH_KEYS_FILE``, every part that
+   calls a hearby server (found from the servers' NetworkPolicies) mounts
+   ``hearby-service-key`` holding ``HEARBY_API_KEY_FILE``, and the ``HEARBY_TLS_*``
+   files lie inside a mount; in a production overlay (folder name ``prod*``)
+   ``HEARBY_AUTH=off`` is refused and every hearby gRPC server has TLS on.
 
 Usage::
 
@@ -77,6 +85,13 @@ _MERGE_KEYS = {
     "volumeMounts": "mountPath",
     "imagePullSecrets": "name",
 }
+
+
+# The Secrets of hearby's authentication (docs/DEPLOY.md, "Configuration and secrets").
+API_KEYS_SECRET = "hearby-api-keys"
+SERVICE_KEY_SECRET = "hearby-service-key"
+_PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
+_TLS_FILES = ("HEARBY_TLS_CERT_FILE", "HEARBY_TLS_KEY_FILE", "HEARBY_TLS_CA_FILE")
 
 
 class K8sCheckError(Exception):
@@ -226,7 +241,8 @@ def strategic_merge(base: Any, patch: Any, field: str = "") -> Any:
 
     Maps merge key by key (``null`` deletes a key, ``$patch: replace`` replaces the map);
     lists named in the merge-key table merge item by item (``$patch: delete`` removes an
-    item, new items are appended); every other list, and every scalar, is replaced.
+    item) and come out as kustomize orders them: the patch's items first, in its order,
+    then the base's other items; every other list, and every scalar, is replaced.
 
     Args:
         base: The original value (not modified).
@@ -264,19 +280,20 @@ def _list_merge_key(field: str, items: list[Any]) -> str | None:
 
 
 def _merge_list(base: list[Any], patch: list[Any], key: str) -> list[Any]:
-    merged = [copy.deepcopy(item) for item in base]
+    # kustomize (kyaml) orders the result as the patch's items first, in the patch's order
+    # (merged into the base's item of the same key), then the base's other items in order.
+    merged = []
     for item in patch:
         if not isinstance(item, dict) or key not in item:
             raise K8sCheckError(f"a patch list item lacks its merge key {key!r}: {item!r}")
-        position = next((i for i, old in enumerate(merged) if old.get(key) == item[key]), None)
         if item.get("$patch") == "delete":
-            if position is not None:
-                del merged[position]
-        elif position is None:
-            merged.append(_strip_directives(item))
-        else:
-            merged[position] = strategic_merge(merged[position], item)
-    return merged
+            continue
+        old = next((o for o in base if isinstance(o, dict) and o.get(key) == item[key]), None)
+        merged.append(_strip_directives(item) if old is None else strategic_merge(old, item))
+    named = {item[key] for item in patch}
+    return merged + [
+        copy.deepcopy(o) for o in base if not (isinstance(o, dict) and o.get(key) in named)
+    ]
 
 
 def _strip_directives(value: Any) -> Any:
@@ -446,8 +463,96 @@ def selects(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bo
     return True
 
 
-def container_problems(workload: Workload) -> list[str]:
-    """The rules for every container of ``workload`` (probes, resources, security)."""
+def config_maps(objects: Iterable[Obj]) -> dict[str, dict[str, str]]:
+    """Every rendered ConfigMap's data by name (values as strings)."""
+    return {
+        _identity(obj)[2]: {str(k): str(v) for k, v in (obj.get("data") or {}).items()}
+        for obj in objects
+        if obj.get("kind") == "ConfigMap"
+    }
+
+
+def container_env(container: Obj, maps: Mapping[str, Mapping[str, str]]) -> dict[str, str | None]:
+    """The environment a container starts with, as far as the manifests tell.
+
+    The ``envFrom`` ConfigMaps (with their ``prefix``) in order, then ``env`` (a later
+    entry wins, as in the kubelet). A variable whose value comes from a Secret or a field
+    is present with the value None; the keys of an ``envFrom`` Secret are unknown and left
+    out.
+    """
+    env: dict[str, str | None] = {}
+    for source in container.get("envFrom") or []:
+        ref = source.get("configMapRef")
+        if ref:
+            prefix = source.get("prefix", "")
+            env.update({prefix + k: v for k, v in (maps.get(ref.get("name")) or {}).items()})
+    for entry in container.get("env") or []:
+        env[entry["name"]] = None if "valueFrom" in entry else str(entry.get("value", ""))
+    return env
+
+
+def _is_set(env: Mapping[str, str | None], name: str) -> bool:
+    return name in env and env[name] != ""
+
+
+def _server_tls(env: Mapping[str, str | None]) -> bool:
+    """Whether a hearby server with this environment listens with TLS (cert and key set)."""
+    return _is_set(env, "HEARBY_TLS_CERT_FILE") and _is_set(env, "HEARBY_TLS_KEY_FILE")
+
+
+def _health_port_variable(env: Mapping[str, str | None], grpc_port: int, name: str) -> str:
+    """``HEARBY_<SVC>_HEALTH_PORT`` of the service whose ``HEARBY_<SVC>_PORT`` is the port."""
+    for key, value in env.items():
+        if key.endswith("_PORT") and key.count("_") == 2 and value == str(grpc_port):
+            return key[: -len("PORT")] + "HEALTH_PORT"
+    return f"HEARBY_{name.upper()}_HEALTH_PORT"
+
+
+def _probe_problems(
+    where: str, container: Obj, grpc_port: int, env: Mapping[str, str | None]
+) -> list[str]:
+    """A gRPC server's probes: native gRPC probes on its gRPC port.
+
+    With TLS on, on its plaintext health port instead (the kubelet's gRPC probes cannot do
+    TLS): every probe it has, the startup probe included.
+    """
+
+    def port_of(probe: str) -> Any:
+        return ((container.get(probe) or {}).get("grpc") or {}).get("port")
+
+    variable = _health_port_variable(env, grpc_port, str(container.get("name")))
+    value = env.get(variable) or ""
+    if not _server_tls(env):  # plaintext: the gRPC port (or the health port, if set)
+        allowed = {grpc_port, int(value)} if value.isdigit() else {grpc_port}
+        return [
+            f"{where}: {probe} is not a native gRPC probe on {grpc_port}"
+            for probe in ("readinessProbe", "livenessProbe")
+            if port_of(probe) not in allowed
+        ]
+    if not value.isdigit():
+        return [
+            f"{where}: TLS is on (HEARBY_TLS_CERT_FILE, HEARBY_TLS_KEY_FILE) but {variable} "
+            "is not set: the kubelet's gRPC probes cannot do TLS, so they need the "
+            "plaintext health port"
+        ]
+    return [
+        f"{where}: {probe} is not a native gRPC probe on the health port {value} "
+        f"({variable}; TLS is on and the kubelet's gRPC probes cannot do TLS)"
+        for probe in _PROBES
+        if (probe != "startupProbe" or container.get(probe)) and port_of(probe) != int(value)
+    ]
+
+
+def container_problems(
+    workload: Workload, maps: Mapping[str, Mapping[str, str]] | None = None
+) -> list[str]:
+    """The rules for every container of ``workload`` (probes, resources, security).
+
+    Args:
+        workload: The workload.
+        maps: The rendered ConfigMaps' data by name (:func:`config_maps`), to tell a TLS
+            server's health port from its environment.
+    """
     problems = []
     pod_security = workload.pod.get("securityContext") or {}
     for container in workload.pod.get("containers") or []:
@@ -458,10 +563,9 @@ def container_problems(workload: Workload) -> list[str]:
         grpc_ports = [
             p["containerPort"] for p in container.get("ports") or [] if p.get("name") == "grpc"
         ]
-        for probe in ("readinessProbe", "livenessProbe"):
-            port = ((container.get(probe) or {}).get("grpc") or {}).get("port")
-            if grpc_ports and port not in grpc_ports:
-                problems.append(f"{where}: {probe} is not a native gRPC probe on {grpc_ports[0]}")
+        if grpc_ports:
+            env = container_env(container, maps or {})
+            problems += _probe_problems(where, container, grpc_ports[0], env)
         resources = container.get("resources") or {}
         for section in ("requests", "limits"):
             missing = {"cpu", "memory"} - set(resources.get(section) or {})
@@ -539,12 +643,195 @@ def _pod_reference_problems(workload: Workload, names: Mapping[str, set[str]]) -
     return problems
 
 
-def policy_problems(objects: Sequence[Obj]) -> list[str]:
-    """Every rule hearby's manifests must keep (see the module docstring); empty when all hold."""
+@dataclass(frozen=True)
+class HearbyPart:
+    """A container that reads ``HEARBY_*`` settings (a hearby service, worker or the UI)."""
+
+    workload: Workload
+    container: Obj
+    env: dict[str, str | None]
+
+    @property
+    def where(self) -> str:
+        """``Kind/name container name``, as the problems name it."""
+        return f"{self.workload.kind}/{self.workload.name} container {self.container.get('name')}"
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The container port named ``grpc``: set for the gRPC servers only."""
+        ports = self.container.get("ports") or []
+        return next((p["containerPort"] for p in ports if p.get("name") == "grpc"), None)
+
+    @property
+    def auth_on(self) -> bool:
+        """Whether API keys are required (``HEARBY_AUTH`` is not ``off``; default ``keys``)."""
+        return (self.env.get("HEARBY_AUTH") or "keys").strip().lower() != "off"
+
+
+def hearby_parts(objects: Sequence[Obj]) -> list[HearbyPart]:
+    """Every container with a ``HEARBY_*`` variable (Triton, Redis and exporters have none)."""
+    maps = config_maps(objects)
+    parts = []
+    for workload in workloads(objects):
+        for container in workload.pod.get("containers") or []:
+            env = container_env(container, maps)
+            if any(name.startswith("HEARBY_") for name in env):
+                parts.append(HearbyPart(workload, container, env))
+    return parts
+
+
+def _admits(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    # In a NetworkPolicy an empty selector ({}) selects every pod of the namespace.
+    return selector == {} or selects(selector, labels)
+
+
+def callers(objects: Sequence[Obj], servers: Sequence[HearbyPart]) -> dict[str, set[str]]:
+    """Workload name -> the hearby gRPC servers whose NetworkPolicies admit its pods.
+
+    A workload is a caller of a server when an ingress rule of a NetworkPolicy selecting the
+    server's pods admits the workload's pods (a ``podSelector`` peer of the policy's own
+    namespace) on the server's gRPC port, or on every port. tests/unit/k8s checks that the
+    policies admit exactly the callers found in the code, so these are the clients.
+    """
+    pods = workloads(objects)
+    found: dict[str, set[str]] = {}
+    for policy in objects:
+        if policy.get("kind") != "NetworkPolicy":
+            continue
+        namespace, spec = _identity(policy)[1], policy.get("spec") or {}
+        for server in servers:
+            if server.workload.namespace != namespace:
+                continue
+            if not _admits(spec.get("podSelector"), server.workload.labels):
+                continue
+            for rule in spec.get("ingress") or []:
+                ports = [p.get("port") for p in rule.get("ports") or []]
+                if ports and server.grpc_port not in ports and "grpc" not in ports:
+                    continue
+                for peer in rule.get("from") or []:
+                    if "podSelector" not in peer or "namespaceSelector" in peer:
+                        continue
+                    for pod in pods:
+                        if (
+                            pod.namespace == namespace
+                            and pod.name != server.workload.name
+                            and _admits(peer["podSelector"], pod.labels)
+                        ):
+                            found.setdefault(pod.name, set()).add(server.workload.name)
+    return found
+
+
+def _inside(path: str, mount: Obj) -> bool:
+    """Whether ``path`` is a file the mount provides (under its folder, or the subPath file)."""
+    directory = str(mount.get("mountPath", "")).rstrip("/")
+    if mount.get("subPath") or mount.get("subPathExpr"):
+        return path == directory
+    return path.startswith(directory + "/")
+
+
+def _secret_mount_problems(part: HearbyPart, secret: str, variable: str, why: str) -> list[str]:
+    """``part`` mounts Secret ``secret`` as a folder and ``variable`` names a file in it."""
+    volumes = {
+        v["name"]
+        for v in part.workload.pod.get("volumes") or []
+        if (v.get("secret") or {}).get("secretName") == secret
+    }
+    mounts = [m for m in part.container.get("volumeMounts") or [] if m.get("name") in volumes]
+    if not mounts:
+        return [f"{part.where}: does not mount Secret {secret} ({why})"]
+    problems = [
+        f"{part.where}: mounts Secret {secret} with subPath at {m['mountPath']}: a subPath "
+        "mount never receives the Secret's updates; mount the Secret as a folder"
+        for m in mounts
+        if m.get("subPath") or m.get("subPathExpr")
+    ]
+    path = part.env.get(variable)
+    if not path:
+        problems.append(f"{part.where}: {variable} is not set to a file of Secret {secret}")
+    elif not any(_inside(path, m) for m in mounts):
+        places = ", ".join(m["mountPath"] for m in mounts)
+        problems.append(f"{part.where}: {variable}={path} is not in the {secret} mount ({places})")
+    return problems
+
+
+def security_problems(objects: Sequence[Obj], production: bool = False) -> list[str]:
+    """The API key and TLS wiring of hearby's parts (issue #9); empty when it holds.
+
+    While API keys are on (``HEARBY_AUTH`` not ``off``): every hearby gRPC server mounts
+    Secret ``hearby-api-keys`` as a folder and ``HEARBY_AUTH_KEYS_FILE`` names a file in it;
+    every part that calls a hearby server (:func:`callers`) mounts ``hearby-service-key``
+    and ``HEARBY_API_KEY_FILE`` names a file in it. Every ``HEARBY_TLS_*`` file set lies in
+    one of the container's mounts. In production: no ConfigMap or container sets
+    ``HEARBY_AUTH=off``, and every hearby gRPC server has a certificate, key and CA.
+
+    Args:
+        objects: The rendered objects.
+        production: Whether the overlay is a production one (:func:`is_production`).
+    """
+    parts = hearby_parts(objects)
+    servers = [p for p in parts if p.grpc_port is not None]
+    called = callers(objects, servers)
+    problems = []
+    for part in parts:
+        if part.auth_on and part.grpc_port is not None:
+            problems += _secret_mount_problems(
+                part, API_KEYS_SECRET, "HEARBY_AUTH_KEYS_FILE", "the API keys it accepts"
+            )
+        if part.auth_on and part.workload.name in called:
+            targets = ", ".join(sorted(called[part.workload.name]))
+            problems += _secret_mount_problems(
+                part, SERVICE_KEY_SECRET, "HEARBY_API_KEY_FILE", f"the key it sends to {targets}"
+            )
+        for variable in _TLS_FILES:
+            path = part.env.get(variable)
+            mounts = part.container.get("volumeMounts") or []
+            if path and not any(_inside(path, m) for m in mounts):
+                problems.append(f"{part.where}: {variable}={path} is not in any of its mounts")
+    if production:
+        problems += _production_problems(objects, servers)
+    return problems
+
+
+def _production_problems(objects: Sequence[Obj], servers: Sequence[HearbyPart]) -> list[str]:
+    problems = [
+        f"ConfigMap/{name}: HEARBY_AUTH=off in a production overlay (every RPC unauthenticated)"
+        for name, data in config_maps(objects).items()
+        if data.get("HEARBY_AUTH", "").strip().lower() == "off"
+    ]
+    for workload in workloads(objects):
+        for container in workload.pod.get("containers") or []:
+            for entry in container.get("env") or []:
+                if entry["name"] == "HEARBY_AUTH" and str(entry.get("value", "")).lower() == "off":
+                    problems.append(
+                        f"{workload.kind}/{workload.name} container {container.get('name')}: "
+                        "HEARBY_AUTH=off in a production overlay (every RPC unauthenticated)"
+                    )
+    for server in servers:
+        unset = [v for v in _TLS_FILES if not _is_set(server.env, v)]
+        if unset:
+            problems.append(
+                f"{server.where}: TLS is off in a production overlay ({', '.join(unset)} unset)"
+            )
+    return problems
+
+
+def is_production(overlay: Path) -> bool:
+    """Whether ``overlay`` is a production overlay: its folder's name starts with ``prod``."""
+    return overlay.resolve().name.startswith("prod")
+
+
+def policy_problems(objects: Sequence[Obj], production: bool = False) -> list[str]:
+    """Every rule hearby's manifests must keep (see the module docstring); empty when all hold.
+
+    Args:
+        objects: The rendered objects.
+        production: Also apply the production rules (:func:`security_problems`).
+    """
+    maps = config_maps(objects)
     problems = []
     for workload in workloads(objects):
-        problems += container_problems(workload)
-    return problems + reference_problems(objects)
+        problems += container_problems(workload, maps)
+    return problems + security_problems(objects, production) + reference_problems(objects)
 
 
 @dataclass(frozen=True)
@@ -568,7 +855,7 @@ def check_overlay(
         return OverlayReport(overlay, [], [str(exc)])
     problems = schema_problems(objects, kubernetes_version)
     if not problems:  # the rules assume schema-valid objects
-        problems = policy_problems(objects)
+        problems = policy_problems(objects, production=is_production(overlay))
     return OverlayReport(overlay, objects, problems)
 
 

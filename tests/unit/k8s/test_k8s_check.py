@@ -124,7 +124,8 @@ def test_rules_fail_when_a_container_lacks_a_probe_limits_or_non_root(tmp_path):
 
     _edit_documents(k8s / "base" / "catalog.yaml", weaken)
 
-    report = check_overlay(k8s / "overlays" / "prod", render_python)
+    # dev: in prod, tls.yaml's patch of the probes' port would put a livenessProbe back.
+    report = check_overlay(k8s / "overlays" / "dev", render_python)
 
     assert report.problems == [
         "Deployment/catalog container catalog: no livenessProbe",
@@ -207,3 +208,276 @@ def test_strategic_merge_merges_containers_by_name_and_deletes_marked_items():
         "volumes": [{"name": "tmp"}],
     }
     assert base["volumes"] == [{"name": "tmp"}, {"name": "models"}]  # base left untouched
+
+
+def test_python_renderer_orders_merged_lists_as_kustomize_does():
+    # kustomize puts the patch's items first (in its order), then the base's others; a
+    # patch adding a port or touching the last volume must render identically both ways.
+    base = {"volumes": [{"name": "x"}, {"name": "a", "emptyDir": {}}, {"name": "y"}]}
+    patch = {
+        "volumes": [
+            {"name": "b"},
+            {"name": "a", "emptyDir": {"medium": "Memory"}},
+            {"name": "x", "$patch": "delete"},
+        ]
+    }
+
+    merged = k8s_check.strategic_merge(base, patch)
+
+    assert merged == {
+        "volumes": [{"name": "b"}, {"name": "a", "emptyDir": {"medium": "Memory"}}, {"name": "y"}]
+    }
+
+
+# -- the security wiring (API keys, TLS) ---------------------------------------------------
+
+
+def _pod(doc: dict) -> dict:
+    return doc["spec"]["template"]["spec"]
+
+
+def _config_map(doc: dict) -> dict | None:
+    if doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "hearby-config":
+        return doc["data"]
+    return None
+
+
+def _drop_mount(name: str, volume: str):
+    def edit(doc):
+        if deployment := _deployment(doc, name):
+            container = _pod(deployment)["containers"][0]
+            container["volumeMounts"] = [
+                m for m in container["volumeMounts"] if m["name"] != volume
+            ]
+
+    return edit
+
+
+def test_check_passes_on_the_overlays_with_the_security_rules(tmp_path):
+    # The baseline of the tests below: the untouched copy has no problem at all.
+    k8s = _copy_k8s(tmp_path)
+    for overlay in ("dev", "prod"):
+        assert check_overlay(k8s / "overlays" / overlay, render_python).problems == []
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_rules_fail_when_a_grpc_service_does_not_mount_the_api_keys(tmp_path, overlay):
+    k8s = _copy_k8s(tmp_path)
+    _edit_documents(k8s / "base" / "vectorstore.yaml", _drop_mount("vectorstore", "api-keys"))
+
+    report = check_overlay(k8s / "overlays" / overlay, render_python)
+
+    assert report.problems == [
+        "Deployment/vectorstore container vectorstore: does not mount Secret hearby-api-keys "
+        "(the API keys it accepts)"
+    ]
+
+
+def test_rules_fail_when_the_api_keys_are_mounted_with_subpath(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def subpath(doc):
+        if deployment := _deployment(doc, "feedback"):
+            for mount in _pod(deployment)["containers"][0]["volumeMounts"]:
+                if mount["name"] == "api-keys":
+                    mount["mountPath"] = "/etc/hearby/keys/keys.json"
+                    mount["subPath"] = "keys.json"
+
+    _edit_documents(k8s / "base" / "feedback.yaml", subpath)
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        "Deployment/feedback container feedback: mounts Secret hearby-api-keys with subPath at "
+        "/etc/hearby/keys/keys.json: a subPath mount never receives the Secret's updates; "
+        "mount the Secret as a folder"
+    ]
+
+
+def test_rules_fail_when_the_key_file_is_not_in_the_api_keys_mount(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def elsewhere(doc):
+        if (data := _config_map(doc)) is not None:
+            data["HEARBY_AUTH_KEYS_FILE"] = "/var/hearby/keys.json"
+
+    _edit_documents(k8s / "base" / "config.yaml", elsewhere)
+
+    report = check_overlay(k8s / "overlays" / "dev", render_python)
+
+    assert report.problems == [
+        f"Deployment/{name} container {name}: HEARBY_AUTH_KEYS_FILE=/var/hearby/keys.json is "
+        "not in the hearby-api-keys mount (/etc/hearby/keys)"
+        for name in ("control", "vectorstore", "ranker", "catalog", "feedback")
+    ]
+
+
+def test_rules_fail_when_a_caller_does_not_mount_the_service_key(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+    _edit_documents(k8s / "base" / "ingest.yaml", _drop_mount("ingest", "service-key"))
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        "Deployment/ingest container ingest: does not mount Secret hearby-service-key "
+        "(the key it sends to control, vectorstore)"
+    ]
+
+
+def test_rules_fail_when_a_caller_does_not_say_where_its_key_is(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def unset(doc):
+        if deployment := _deployment(doc, "ranker"):
+            container = _pod(deployment)["containers"][0]
+            container["env"] = [e for e in container["env"] if e["name"] != "HEARBY_API_KEY_FILE"]
+
+    _edit_documents(k8s / "base" / "ranker.yaml", unset)
+
+    report = check_overlay(k8s / "overlays" / "dev", render_python)
+
+    assert report.problems == [
+        "Deployment/ranker container ranker: HEARBY_API_KEY_FILE is not set to a file of "
+        "Secret hearby-service-key"
+    ]
+
+
+def test_callers_come_from_the_network_policies(tmp_path):
+    # Admitting the feedback service to the control service makes it a caller, which then
+    # needs the service key like every other caller.
+    k8s = _copy_k8s(tmp_path)
+
+    def admit_feedback(doc):
+        if doc.get("kind") == "NetworkPolicy" and doc["metadata"]["name"] == "control":
+            peers = doc["spec"]["ingress"][0]["from"]
+            peers.append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "feedback"}}})
+
+    _edit_documents(k8s / "base" / "control.yaml", admit_feedback)
+
+    report = check_overlay(k8s / "overlays" / "dev", render_python)
+
+    assert report.problems == [
+        "Deployment/feedback container feedback: does not mount Secret hearby-service-key "
+        "(the key it sends to control)"
+    ]
+
+
+def test_key_rules_do_not_apply_while_authentication_is_off_outside_production(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def off(doc):
+        if (data := _config_map(doc)) is not None:
+            data["HEARBY_AUTH"] = "off"
+
+    _edit_documents(k8s / "base" / "config.yaml", off)
+    _edit_documents(k8s / "base" / "vectorstore.yaml", _drop_mount("vectorstore", "api-keys"))
+    _edit_documents(k8s / "base" / "ingest.yaml", _drop_mount("ingest", "service-key"))
+
+    assert check_overlay(k8s / "overlays" / "dev", render_python).problems == []
+
+
+def test_rules_refuse_authentication_off_in_the_prod_configmap(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+    config = k8s / "overlays" / "prod" / "config.yaml"
+    config.write_text(config.read_text() + '  HEARBY_AUTH: "off"\n')
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        "ConfigMap/hearby-config: HEARBY_AUTH=off in a production overlay "
+        "(every RPC unauthenticated)"
+    ]
+
+
+def test_rules_refuse_authentication_off_in_a_prod_container(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def off(doc):
+        if deployment := _deployment(doc, "ranker"):
+            _pod(deployment)["containers"][0]["env"].append({"name": "HEARBY_AUTH", "value": "off"})
+
+    _edit_documents(k8s / "base" / "ranker.yaml", off)
+
+    assert check_overlay(k8s / "overlays" / "dev", render_python).problems == []
+    assert check_overlay(k8s / "overlays" / "prod", render_python).problems == [
+        "Deployment/ranker container ranker: HEARBY_AUTH=off in a production overlay "
+        "(every RPC unauthenticated)"
+    ]
+
+
+def test_rules_fail_when_a_tls_server_is_probed_on_its_tls_port(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def probe_grpc_port(doc):
+        if deployment := _deployment(doc, "ranker"):
+            for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+                del _pod(deployment)["containers"][0][probe]
+
+    _edit_documents(k8s / "overlays" / "prod" / "tls.yaml", probe_grpc_port)
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        f"Deployment/ranker container ranker: {probe} is not a native gRPC probe on the health "
+        "port 8086 (HEARBY_RANKER_HEALTH_PORT; TLS is on and the kubelet's gRPC probes cannot "
+        "do TLS)"
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe")
+    ]
+
+
+def test_rules_fail_when_a_tls_server_has_no_health_port(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+    config = k8s / "overlays" / "prod" / "config.yaml"
+    config.write_text(config.read_text().replace('  HEARBY_FEEDBACK_HEALTH_PORT: "8086"\n', ""))
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        "Deployment/feedback container feedback: TLS is on (HEARBY_TLS_CERT_FILE, "
+        "HEARBY_TLS_KEY_FILE) but HEARBY_FEEDBACK_HEALTH_PORT is not set: the kubelet's gRPC "
+        "probes cannot do TLS, so they need the plaintext health port"
+    ]
+
+
+def test_rules_fail_when_a_tls_file_is_not_mounted(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+    _edit_documents(k8s / "base" / "dashboard.yaml", _drop_mount("dashboard", "tls"))
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        f"Deployment/dashboard container dashboard: {variable}=/etc/hearby/tls/{file} is not "
+        "in any of its mounts"
+        for variable, file in (
+            ("HEARBY_TLS_CERT_FILE", "tls.crt"),
+            ("HEARBY_TLS_KEY_FILE", "tls.key"),
+            ("HEARBY_TLS_CA_FILE", "ca.crt"),
+        )
+    ]
+
+
+def test_rules_fail_when_prod_turns_tls_off(tmp_path):
+    k8s = _copy_k8s(tmp_path)
+
+    def plaintext(doc):
+        if (data := _config_map(doc)) is not None:
+            for variable in ("HEARBY_TLS_CERT_FILE", "HEARBY_TLS_KEY_FILE", "HEARBY_TLS_CA_FILE"):
+                del data[variable]
+
+    _edit_documents(k8s / "overlays" / "prod" / "config.yaml", plaintext)
+
+    report = check_overlay(k8s / "overlays" / "prod", render_python)
+
+    assert report.problems == [
+        f"Deployment/{name} container {name}: TLS is off in a production overlay "
+        "(HEARBY_TLS_CERT_FILE, HEARBY_TLS_KEY_FILE, HEARBY_TLS_CA_FILE unset)"
+        for name in ("control", "vectorstore", "ranker", "catalog", "feedback")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "production"),
+    [("prod", True), ("prod-eu", True), ("production", True), ("dev", False), ("staging", False)],
+)
+def test_production_overlays_are_the_folders_named_prod(tmp_path, name, production):
+    assert k8s_check.is_production(tmp_path / name) is production

@@ -29,6 +29,10 @@ GRPC_PORTS = {
     "feedback": 50055,
     "embedder": 8001,
 }
+# The gRPC servers that require API keys (all but Triton, which NetworkPolicy guards).
+HEARBY_SERVERS = ("control", "vectorstore", "ranker", "catalog", "feedback")
+# Every part that reads HEARBY_* settings (the servers, the ingest workers, the dashboard).
+HEARBY_PARTS = (*HEARBY_SERVERS, "ingest", "dashboard")
 # How code calls each service: the client classes it constructs.
 CLIENTS = {
     "control": ("ControlClient", "ExperimentClient"),
@@ -82,13 +86,22 @@ def test_every_container_has_probes_requests_limits_and_runs_locked_down(rendere
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_grpc_services_use_native_grpc_probes_on_their_port(rendered, overlay):
+    # With TLS on (prod) the kubelet's gRPC probes, which cannot do TLS, use each hearby
+    # server's plaintext health port (HEARBY_<SVC>_HEALTH_PORT); Triton has no TLS.
+    config = _of_kind(rendered[overlay], "ConfigMap")["hearby-config"]["data"]
     deployments = _of_kind(rendered[overlay], "Deployment")
     for name, port in GRPC_PORTS.items():
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        probed = port
+        if overlay == "prod" and name in HEARBY_SERVERS:
+            probed = int(config[f"HEARBY_{name.upper()}_HEALTH_PORT"])
+            assert probed != port
+            assert {"name": "health", "containerPort": probed} in container["ports"]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"] == {"port": port}, (name, probe)
+            assert container[probe]["grpc"] == {"port": probed}, (name, probe)
         service = _of_kind(rendered[overlay], "Service")[name]
         assert service["spec"]["ports"][0]["port"] == port
+        assert [p["port"] for p in service["spec"]["ports"]] == [port]  # health not exposed
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -285,9 +298,104 @@ def test_services_read_config_from_the_configmap_and_secrets_by_reference(render
             )
 
 
+def _secret_mounts(deployment: dict) -> dict[str, dict]:
+    """Secret name -> its volume mount (with the volume's ``optional``), for container 0."""
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["secret"] for v in pod.get("volumes", []) if "secret" in v}
+    return {
+        volumes[m["name"]]["secretName"]: {**m, "optional": volumes[m["name"]].get("optional")}
+        for m in pod["containers"][0].get("volumeMounts", [])
+        if m["name"] in volumes
+    }
+
+
+def _env(deployment: dict) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_grpc_services_read_api_keys_from_the_secret_mounted_as_a_folder(rendered, overlay):
+    config = _of_kind(rendered[overlay], "ConfigMap")["hearby-config"]["data"]
+    assert config["HEARBY_AUTH"] == "keys"
+    assert config["HEARBY_AUTH_KEYS_FILE"] == "/etc/hearby/keys/keys.json"
+    deployments = _of_kind(rendered[overlay], "Deployment")
+    for name, deployment in deployments.items():
+        mount = _secret_mounts(deployment).get("hearby-api-keys")
+        if name not in HEARBY_SERVERS:
+            assert mount is None, name  # only the servers hold the key file
+            continue
+        # A folder, not a subPath (which never sees updates), and required.
+        assert mount == {
+            "name": mount["name"],
+            "mountPath": "/etc/hearby/keys",
+            "readOnly": True,
+            "optional": None,
+        }, name
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        # The keys are a file now, no longer env from the Secret.
+        assert all("secretRef" not in e for e in container.get("envFrom", [])), name
+
+
+def test_the_callers_in_the_code_are_the_parts_that_send_a_service_key(rendered):
+    callers = set().union(*(_callers_in_code(s) for s in HEARBY_SERVERS))
+    assert callers == {"ranker", "catalog", "control", "ingest", "dashboard"}
+    for overlay in OVERLAYS:
+        for name, deployment in _of_kind(rendered[overlay], "Deployment").items():
+            mount = _secret_mounts(deployment).get("hearby-service-key")
+            if name not in callers:
+                assert mount is None, name
+                continue
+            assert mount["mountPath"] == "/etc/hearby/client", name
+            assert "subPath" not in mount and mount["optional"] is None, name
+            assert _env(deployment)["HEARBY_API_KEY_FILE"] == "/etc/hearby/client/key", name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_triton_gets_no_hearby_secret(rendered, overlay):
+    embedder = _of_kind(rendered[overlay], "Deployment")["embedder"]
+    assert not [s for s in _secret_mounts(embedder) if s.startswith("hearby-")]
+
+
+def test_tls_and_mtls_are_on_in_prod_and_off_in_dev(rendered):
+    prod = _of_kind(rendered["prod"], "ConfigMap")["hearby-config"]["data"]
+    assert prod["HEARBY_TLS_CERT_FILE"] == "/etc/hearby/tls/tls.crt"
+    assert prod["HEARBY_TLS_KEY_FILE"] == "/etc/hearby/tls/tls.key"
+    assert prod["HEARBY_TLS_CA_FILE"] == "/etc/hearby/tls/ca.crt"
+    assert prod["HEARBY_TLS_MUTUAL"] == "true"
+    dev = _of_kind(rendered["dev"], "ConfigMap")["hearby-config"]["data"]
+    assert not [name for name in dev if name.startswith("HEARBY_TLS_")]
+    for overlay, optional in (("prod", False), ("dev", True)):
+        deployments = _of_kind(rendered[overlay], "Deployment")
+        for name in HEARBY_PARTS:
+            mount = _secret_mounts(deployments[name])["hearby-tls"]
+            assert mount["mountPath"] == "/etc/hearby/tls", (overlay, name)
+            assert mount["optional"] is optional, (overlay, name)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_dashboard_reads_its_users_from_their_secret(rendered, overlay):
+    dashboard = _of_kind(rendered[overlay], "Deployment")["dashboard"]
+    mount = _secret_mounts(dashboard)["hearby-dashboard-users"]
+    assert mount["mountPath"] == "/etc/hearby/dashboard" and "subPath" not in mount
+    assert (
+        _env(dashboard)["HEARBY_DASHBOARD_USERS_FILE"]
+        == "/etc/hearby/dashboard/dashboard-users.json"
+    )
+
+
+def test_no_key_or_key_file_is_committed_under_k8s():
+    key = re.compile(r"hb_[0-9a-f]{8}_[A-Za-z0-9_-]{43}")
+    for path in (ROOT / "k8s").rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert not key.search(text) and "secret_sha256" not in text, path
+
+
 def _settings_classes():
     from dashboard.settings import DashboardSettings
     from services.catalog.settings import CatalogSettings
+    from services.common.settings_base import SecuritySettings
     from services.control.settings import ControlSettings
     from services.embedder.settings import EmbedderSettings
     from services.feedback.settings import FeedbackSettings
@@ -296,6 +404,7 @@ def _settings_classes():
     from services.vectorstore.settings import VectorStoreSettings
 
     return [
+        SecuritySettings,
         ControlSettings,
         VectorStoreSettings,
         RankerSettings,
