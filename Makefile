@@ -28,7 +28,7 @@ APT_PACKAGES := redis-server fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-
 STAMP_APT := $(VENV)/.stamp-apt
 STAMP_PY := $(VENV)/.stamp-python
 
-.PHONY: setup demo dashboard test lint proto proto-check clean-venv
+.PHONY: setup demo dashboard test lint proto proto-check clean-venv fuzz
 
 setup: $(STAMP_APT) $(STAMP_PY)
 
@@ -89,3 +89,10 @@ K8S_VERSION ?= 1.33
 .PHONY: k8s-check
 k8s-check:
 	$(PY) -m hearby.k8s_check --renderer $(K8S_RENDERER) --kubernetes-version $(K8S_VERSION)
+
+# -- Fuzzing (fuzz/, docs/RELIABILITY.md) ------------------------------------------------------
+# `make fuzz` runs the atheris harnesses of the audio decoder and the filter compiler for 5
+# minutes each and prints inputs tried, seconds, crashes and corpus size; it fails on a crash
+# and keeps the input under var/fuzz/<target>/crashes/.
+fuzz: setup
+	$(PY) -m fuzz.run --target all --max-seconds 300
