@@ -57,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rotate.add_argument("--out", type=Path, default=None, help="also write the key to this file")
     revoke = actions.add_parser("revoke", help="refuse a key from now on")
     revoke.add_argument("key_id", help="8-hex id of the key")
+    # `--file` reads naturally after the action too (`hearby keys create ... --file F`).
+    for action in actions.choices.values():
+        action.add_argument("--file", type=Path, default=argparse.SUPPRESS, help="the key file")
 
 
 def write_secret(path: Path, token: str) -> None:
