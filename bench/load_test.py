@@ -71,10 +71,12 @@ import logging
 import os
 import platform
 import random
+import re
 import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -92,6 +94,7 @@ from services.common.auth import Scope, add_key
 from services.common.channels import open_channel
 from services.common.errors import HearbyError
 from services.common.logging import configure_logging
+from services.common.processes import free_port
 from services.embedder.model_repository import read_manifest
 from services.feedback.client import FeedbackClient
 from services.feedback.events import DEFAULT_PREFIX, EventType, UserEvent
@@ -135,6 +138,7 @@ RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")  # /proc/stat counts in these units
 MACHINE = "machine"  # a CPU snapshot's entry for every process on the machine
 GET_BATCH = 1000  # ids per vector store Get (its limit is 1024)
+METRICS_SERVICES = ("ranker", "vectorstore", "feedback", "catalog", "control")
 
 
 # -- the mix -----------------------------------------------------------------------------
@@ -243,7 +247,10 @@ class RunResult:
         stats: Outcomes per RPC.
         offered_rate: Calls per second offered (open loop); None for a closed loop.
         not_sent: Open loop: calls that were due while ``--concurrency`` were in flight.
-        cpu_s: CPU seconds per part during the run (see :func:`cpu_usage`).
+        cpu_s: CPU seconds per part during the run (see :meth:`Probe.cpu`).
+        server: Server-side latency histogram per method during the run.
+        loop_lag_ms: How late this client's event loop woke a 10 ms sleep, in ms, sampled
+            through the run: time the client itself adds to every latency.
     """
 
     label: str
@@ -252,6 +259,8 @@ class RunResult:
     offered_rate: float | None = None
     not_sent: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)
+    server: dict[str, Histogram] = field(default_factory=dict)
+    loop_lag_ms: list[float] = field(default_factory=list)
 
     @property
     def total(self) -> RpcStats:
@@ -373,27 +382,121 @@ def sweep_rows(results: Sequence[RunResult], target_ms: float) -> list[list[str]
 
 
 def cpu_rows(results: Sequence[RunResult]) -> list[list[str]]:
-    """Where the CPU went in each run: per part, % of the machine (all cores) and ms/call.
+    """Where the CPU went in each run: per part, "% of the machine / CPU ms per call".
 
+    The machine is all its cores; a run without calls (the idle baseline) gives the % only.
     ``other processes`` is the machine's busy time minus the stack's and this client's.
     """
     cores = os.cpu_count() or 1
-    rows = [["part", *(f"{r.label}: % of machine, CPU ms/call" for r in results)]]
+    rows = [["part", *(r.label for r in results)]]
     parts: list[str] = []
     for r in results:
         parts += [p for p in r.cpu_s if p not in parts and p != MACHINE]
     shares: dict[str, list[str]] = {p: [] for p in [*parts, "other processes"]}
     for r in results:
-        calls = max(r.total.calls, 1)
+        calls = r.total.calls
         own = {p: r.cpu_s.get(p, 0.0) for p in parts}
         own["other processes"] = max(0.0, r.cpu_s.get(MACHINE, 0.0) - sum(own.values()))
         for part, seconds in own.items():
-            shares[part].append(
-                f"{100 * seconds / (cores * r.wall_s):.0f} %, {1000 * seconds / calls:.1f}"
-            )
+            cell = f"{100 * seconds / (cores * r.wall_s):.0f} %"
+            if calls:
+                cell += f" / {1000 * seconds / calls:.1f}"
+            shares[part].append(cell)
     order = sorted(shares, key=lambda p: -sum(r.cpu_s.get(p, 0.0) for r in results))
     rows += [[part, *shares[part]] for part in order if part != "other processes"]
     rows.append(["other processes", *shares["other processes"]])
+    return rows
+
+
+# -- server-side time --------------------------------------------------------------------
+
+LATENCY_METRIC = "hearby_grpc_request_duration_seconds"  # services/common/metrics.py
+_SAMPLE = re.compile(r"^(\w+)\{([^}]*)\} (\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A service's cumulative latency histogram of one method (Prometheus buckets).
+
+    Args:
+        buckets: Upper bound in seconds -> calls that took at most that long.
+        total_s: Seconds summed over the calls.
+        count: Calls.
+    """
+
+    buckets: dict[float, float]
+    total_s: float
+    count: float
+
+    def minus(self, earlier: Histogram | None) -> Histogram:
+        """The calls since ``earlier`` (None: since the start)."""
+        if earlier is None:
+            return self
+        return Histogram(
+            {le: n - earlier.buckets.get(le, 0.0) for le, n in self.buckets.items()},
+            self.total_s - earlier.total_s,
+            self.count - earlier.count,
+        )
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean latency in ms (NaN without calls)."""
+        return 1000 * self.total_s / self.count if self.count else float("nan")
+
+    def within(self, seconds: float) -> float:
+        """Share of the calls that took at most ``seconds`` (a bucket bound)."""
+        return self.buckets.get(seconds, float("nan")) / self.count if self.count else float("nan")
+
+    def quantile_bound(self, q: float) -> float:
+        """Upper bound in seconds of the bucket holding quantile ``q`` (0..1)."""
+        for le in sorted(self.buckets):
+            if self.buckets[le] >= q * self.count:
+                return le
+        return float("inf")
+
+
+def parse_histograms(text: str, metric: str = LATENCY_METRIC) -> dict[str, Histogram]:
+    """The latency histogram of every method in a ``/metrics`` page, by method."""
+    buckets: dict[str, dict[float, float]] = {}
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match or not match[1].startswith(metric):
+            continue
+        labels = dict(_LABEL.findall(match[2]))
+        method, value = labels.get("method", ""), float(match[3])
+        if match[1] == f"{metric}_bucket":
+            buckets.setdefault(method, {})[float(labels["le"])] = value
+        elif match[1] == f"{metric}_sum":
+            sums[method] = value
+        elif match[1] == f"{metric}_count":
+            counts[method] = value
+    return {
+        m: Histogram(b, sums.get(m, 0.0), counts.get(m, 0.0))
+        for m, b in buckets.items()
+        if not m.startswith("/grpc.")  # health checks
+    }
+
+
+def server_rows(server: Mapping[str, Histogram]) -> list[list[str]]:
+    """Server-side time per method: calls, mean, share within 50/100 ms, p99's bucket."""
+    rows = [["method (server side)", "calls", "mean ms", "<= 50 ms", "<= 100 ms", "p99 <= ms"]]
+    for method, h in sorted(server.items(), key=lambda kv: -kv[1].total_s):
+        if h.count <= 0:
+            continue
+        bound = h.quantile_bound(0.99)
+        rows.append(
+            [
+                method.rsplit(".", 1)[-1],  # e.g. RankerService/Recommend
+                f"{h.count:.0f}",
+                f"{h.mean_ms:.1f}",
+                f"{100 * h.within(0.05):.1f} %",
+                f"{100 * h.within(0.1):.1f} %",
+                "> 30000" if bound == float("inf") else f"{1000 * bound:g}",
+            ]
+        )
     return rows
 
 
@@ -609,23 +712,65 @@ def machine_busy() -> float:
     return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICK
 
 
-def cpu_usage(stack: Stack) -> dict[str, float]:
-    """CPU seconds used so far by each part's process tree, this client, and the machine."""
-    snapshot = cpu_snapshot({name: part.process for name, part in stack.parts.items()})
-    snapshot[MACHINE] = machine_busy()
-    return snapshot
+class Probe:
+    """Reads what the stack's parts used: CPU from /proc, server time from ``/metrics``.
+
+    Args:
+        stack: The running stack.
+        metrics_ports: Service -> port of its Prometheus endpoint.
+    """
+
+    def __init__(self, stack: Stack, metrics_ports: Mapping[str, int]) -> None:
+        self.stack = stack
+        self.metrics_ports = dict(metrics_ports)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each part's process tree, this client, the machine."""
+        parts = {name: part.process for name, part in self.stack.parts.items()}
+        snapshot = cpu_snapshot(parts)
+        snapshot[MACHINE] = machine_busy()
+        return snapshot
+
+    def server(self) -> dict[str, Histogram]:
+        """Every service's latency histograms so far, by method."""
+        histograms: dict[str, Histogram] = {}
+        for port in self.metrics_ports.values():
+            url = f"http://{self.stack.config.host}:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                histograms.update(parse_histograms(reply.read().decode()))
+        return histograms
+
+
+async def loop_lag(samples: list[float], every: float = 0.01) -> None:
+    """Appends how late (ms) each ``every``-second sleep of this loop ends, until cancelled."""
+    while True:
+        started = time.perf_counter()
+        await asyncio.sleep(every)
+        samples.append(max(0.0, (time.perf_counter() - started - every) * 1000))
+
+
+async def idle(seconds: float) -> RunResult:
+    """No load for ``seconds``: the stack's own background cost."""
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    return RunResult("idle", time.perf_counter() - started, {})
 
 
 async def measured(
-    stack: Stack, load: Callable[[float], Awaitable[RunResult]], warmup: float, seconds: float
+    probe: Probe, load: Callable[[float], Awaitable[RunResult]], warmup: float, seconds: float
 ) -> RunResult:
-    """Runs ``load(warmup)`` uncounted, then ``load(seconds)`` with the CPU it cost."""
+    """Runs ``load(warmup)`` uncounted, then ``load(seconds)`` with what it cost the stack."""
     if warmup > 0:
         await load(warmup)
-    before = cpu_usage(stack)
+    lags: list[float] = []
+    lag_task = asyncio.create_task(loop_lag(lags))
+    cpu, server = probe.cpu(), probe.server()
     result = await load(seconds)
-    after = cpu_usage(stack)
-    result.cpu_s = {name: after[name] - before.get(name, 0.0) for name in after}
+    cpu_after, server_after = probe.cpu(), probe.server()
+    lag_task.cancel()
+    result.cpu_s = {name: cpu_after[name] - cpu.get(name, 0.0) for name in cpu_after}
+    result.server = {m: h.minus(server.get(m)) for m, h in server_after.items()}
+    result.loop_lag_ms = lags
     return result
 
 
@@ -723,6 +868,7 @@ class Report:
     """Everything the run measured."""
 
     write_rate: float
+    idle: RunResult
     results: list[RunResult]
     verification: Verification
     short_answers: int
@@ -741,10 +887,13 @@ def _load(
     return load
 
 
-async def drive(stack: Stack, key: str, catalog: Catalog, args: argparse.Namespace) -> Report:
-    """Seeds the stack, runs the load (one run or a sweep), verifies the writes."""
+async def drive(probe: Probe, key: str, catalog: Catalog, args: argparse.Namespace) -> Report:
+    """Seeds the stack, measures it idle, runs the load (one run or a sweep), checks writes."""
+    stack = probe.stack
     print(f"seeding {len(catalog.vectors)} tracks ({catalog.dimension}-d) ...", flush=True)
     write_rate = await seed_stack(stack, key, catalog, args.seed)
+    print(f"idle for {args.idle_seconds:g} s (the stack's own background CPU) ...", flush=True)
+    baseline = await measured(probe, idle, 0.0, args.idle_seconds)
     seeded_events = sum(len(h) for h in catalog.history)
     mix = parse_mix(args.mix)
     async with (
@@ -766,7 +915,7 @@ async def drive(stack: Stack, key: str, catalog: Catalog, args: argparse.Namespa
             load = _load(workload, mix, rate, args.concurrency, args.seed + n)
             what = f"{args.concurrency} clients" if rate is None else f"{rate:g} calls/s"
             print(f"load: {what} for {args.warmup:g} s warm-up + {args.seconds:g} s", flush=True)
-            result = await measured(stack, load, args.warmup, args.seconds)
+            result = await measured(probe, load, args.warmup, args.seconds)
             print(
                 f"  {result.rate():.1f} calls/s, Recommend p99 {_ms(result.p99('recommend'))} ms, "
                 f"{result.errors} errors, {result.not_sent} not sent",
@@ -775,11 +924,14 @@ async def drive(stack: Stack, key: str, catalog: Catalog, args: argparse.Namespa
             results.append(result)
     print("load done; waiting for the ingest stream to drain ...", flush=True)
     checked = await verify(stack, key, workload, seeded_events, args.drain_timeout)
-    return Report(write_rate, results, checked, workload.short_answers)
+    return Report(write_rate, baseline, results, checked, workload.short_answers)
 
 
 def run_stack(args: argparse.Namespace, workdir: Path) -> Report:
     """Starts the stack with keys, adds the load-test key, drives it; always stops it."""
+    # The services' Prometheus endpoints (off in a stack by default) give the server-side
+    # share of each call's latency.
+    metrics_ports = {name: free_port() for name in METRICS_SERVICES}
     config = StackConfig(
         data_dir=workdir / "stack",
         repositories=(ROOT / "models",),
@@ -787,6 +939,10 @@ def run_stack(args: argparse.Namespace, workdir: Path) -> Report:
         workers=args.workers,
         start_timeout=600,
         auth=True,
+        env={
+            **{f"HEARBY_{name.upper()}_METRICS_PORT": str(p) for name, p in metrics_ports.items()},
+            **dict(args.stack_env),
+        },
     )
     rng = np.random.default_rng(args.seed)
     dimension = int(read_manifest(ROOT / "models", VERSION)["dimension"])
@@ -799,7 +955,7 @@ def run_stack(args: argparse.Namespace, workdir: Path) -> Report:
         # Unlimited (0): the stack's default per-key limit (500/s per server) must not be
         # what the load test measures; admin covers every RPC's scope.
         key, _ = add_key(stack.keys.file, "load-test", frozenset({Scope.ADMIN}), 0.0)
-        report = asyncio.run(drive(stack, key, catalog, args))
+        report = asyncio.run(drive(Probe(stack, metrics_ports), key, catalog, args))
         if dead := stack.dead_parts():
             names = ", ".join(p.name for p in dead)
             print(f"warning: parts exited during the run: {names} (logs in {stack.logs})")
@@ -831,6 +987,8 @@ def print_report(args: argparse.Namespace, report: Report, load_before: float) -
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     )
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    if args.stack_env:
+        print(f"stack environment added: {' '.join(f'{k}={v}' for k, v in args.stack_env)}")
     print(
         f"catalog: {args.tracks} synthetic tracks in version {VERSION} "
         f"({report.write_rate:,.0f} rows/s written), {args.users} users with a history; "
@@ -838,10 +996,17 @@ def print_report(args: argparse.Namespace, report: Report, load_before: float) -
     )
     for result in report.results:
         extra = f", {result.not_sent} calls not sent (in-flight cap)" if result.not_sent else ""
-        print(f"\n### {result.label}, {result.wall_s:.1f} s measured{extra}\n")
+        lag = RpcStats(result.loop_lag_ms)
+        print(
+            f"\n### {result.label}, {result.wall_s:.1f} s measured{extra}\n\n"
+            f"client event loop late by p50 {_ms(lag.percentile(50))} ms, p99 "
+            f"{_ms(lag.percentile(99))} ms, max {_ms(max(lag.latencies_ms, default=np.nan))} ms\n"
+        )
         print(markdown(summary_rows(result)))
-    print("\nCPU during the measured window:\n")
-    print(markdown(cpu_rows(report.results)))
+        print()
+        print(markdown(server_rows(result.server)))
+    print("\nCPU during the measured windows (% of the machine's cores / CPU ms per call):\n")
+    print(markdown(cpu_rows([report.idle, *report.results])))
     if args.sweep:
         print(f"\nsweep ({args.seconds:g} s per rate):\n")
         print(markdown(sweep_rows(report.results, args.p99_target_ms)))
@@ -882,6 +1047,13 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+def _env_item(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--stack-env takes NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -913,6 +1085,12 @@ def _parser() -> argparse.ArgumentParser:
         help="open loop at each rate in turn; reports the highest one that holds the target",
     )
     parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=10.0,
+        help="seconds the stack's idle CPU is measured before the load (10)",
+    )
+    parser.add_argument(
         "--p99-target-ms", type=float, default=100.0, help="Recommend p99 target (100)"
     )
     parser.add_argument("--mix", default=DEFAULT_MIX, help=f"call mix ({DEFAULT_MIX})")
@@ -926,28 +1104,43 @@ def _parser() -> argparse.ArgumentParser:
         default=600.0,
         help="seconds to wait for the ingest stream to drain after the load (600)",
     )
+    parser.add_argument(
+        "--stack-env",
+        type=_env_item,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for every part of the stack (repeatable), to try a setting",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--keep", type=Path, default=None, metavar="DIR", help="copy the stack's logs to DIR"
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="1000 tracks, 100 users, 3 s warm-up + 20 s"
+        "--smoke", action="store_true", help="1000 tracks, 100 users, 3 s idle, 3 s warm-up + 20 s"
     )
     return parser
 
 
-def main() -> None:
-    """Runs the load test and prints the report."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; exits with a usage message when it is wrong."""
     parser = _parser()
-    args = parser.parse_args()
-    if args.smoke:
-        args.tracks, args.users, args.seconds, args.warmup = 1000, 100, 20.0, 3.0
+    args = parser.parse_args(argv)
+    if args.smoke:  # smaller defaults; flags given on the command line still win
+        parser.set_defaults(tracks=1000, users=100, seconds=20.0, warmup=3.0, idle_seconds=3.0)
+        args = parser.parse_args(argv)
     try:
         parse_mix(args.mix)
     except ValueError as exc:
         parser.error(str(exc))
     if args.rate is not None and args.sweep:
         parser.error("--rate and --sweep exclude each other")
+    return args
+
+
+def main() -> None:
+    """Runs the load test and prints the report."""
+    args = parse_args()
     configure_logging("WARNING", "text")
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="hearby-load-") as tmp:

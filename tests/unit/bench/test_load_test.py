@@ -7,6 +7,7 @@ start costs minutes on the CI machine); the script itself was run by hand with
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import io
 from collections import Counter
@@ -211,11 +212,58 @@ def test_cpu_rows_give_each_part_and_the_rest_of_the_machine(
     monkeypatch.setattr(load_test.os, "cpu_count", lambda: 2)
     result = _result(10, 50.0)  # 150 calls in 10 s
     result.cpu_s = {"ranker": 4.0, "client": 1.0, MACHINE: 15.0}
-    header, ranker, client, other = cpu_rows([result])
-    assert header == ["part", "10 calls/s: % of machine, CPU ms/call"]
-    assert ranker == ["ranker", "20 %, 26.7"]
-    assert client == ["client", "5 %, 6.7"]
-    assert other == ["other processes", "50 %, 66.7"]
+    idle = RunResult("idle", 5.0, {}, cpu_s={"ranker": 1.0, "client": 0.0, MACHINE: 3.0})
+    header, ranker, client, other = cpu_rows([idle, result])
+    assert header == ["part", "idle", "10 calls/s"]
+    assert ranker == ["ranker", "10 %", "20 % / 26.7"]
+    assert client == ["client", "0 %", "5 % / 6.7"]
+    assert other == ["other processes", "20 %", "50 % / 66.7"]
+
+
+_RECOMMEND = 'method="/hearby.ranker.v1.RankerService/Recommend"'
+_METRIC = "hearby_grpc_request_duration_seconds"
+METRICS_PAGE = "\n".join(
+    [
+        f"# HELP {_METRIC} Wall time",
+        f"# TYPE {_METRIC} histogram",
+        f'{_METRIC}_bucket{{le="0.05",{_RECOMMEND}}} 90.0',
+        f'{_METRIC}_bucket{{le="0.1",{_RECOMMEND}}} 99.0',
+        f'{_METRIC}_bucket{{le="0.25",{_RECOMMEND}}} 100.0',
+        f'{_METRIC}_bucket{{le="+Inf",{_RECOMMEND}}} 100.0',
+        f"{_METRIC}_count{{{_RECOMMEND}}} 100.0",
+        f"{_METRIC}_sum{{{_RECOMMEND}}} 3.0",
+        f'{_METRIC}_bucket{{le="0.05",method="/grpc.health.v1.Health/Check"}} 4.0',
+        f'{_METRIC}_count{{method="/grpc.health.v1.Health/Check"}} 4.0',
+        f'hearby_grpc_requests_total{{code="OK",{_RECOMMEND}}} 100.0',
+    ]
+)
+
+
+def test_parse_histograms_reads_each_methods_buckets_but_not_health_checks() -> None:
+    histograms = load_test.parse_histograms(METRICS_PAGE)
+    assert list(histograms) == ["/hearby.ranker.v1.RankerService/Recommend"]
+    h = histograms["/hearby.ranker.v1.RankerService/Recommend"]
+    assert h.count == 100 and h.mean_ms == pytest.approx(30.0)
+    assert h.within(0.1) == pytest.approx(0.99)
+    assert h.quantile_bound(0.99) == 0.1
+    assert h.quantile_bound(0.999) == 0.25
+
+
+def test_histogram_minus_gives_the_calls_of_one_run() -> None:
+    before = load_test.Histogram({0.05: 10.0, 0.1: 10.0, float("inf"): 10.0}, 0.2, 10.0)
+    after = load_test.Histogram({0.05: 12.0, 0.1: 20.0, float("inf"): 20.0}, 1.0, 20.0)
+    run = after.minus(before)
+    assert run.count == 10 and run.mean_ms == pytest.approx(80.0)
+    assert run.within(0.05) == pytest.approx(0.2)
+    assert run.quantile_bound(0.99) == 0.1
+    assert after.minus(None) is after
+
+
+def test_server_rows_show_each_method_busiest_first() -> None:
+    histograms = load_test.parse_histograms(METRICS_PAGE)
+    header, recommend = load_test.server_rows(histograms)
+    assert header[0] == "method (server side)"
+    assert recommend == ["RankerService/Recommend", "100", "30.0", "90.0 %", "99.0 %", "100"]
 
 
 # -- the calls ---------------------------------------------------------------------------
@@ -388,3 +436,24 @@ async def test_open_loop_sends_at_the_rate_and_skips_calls_over_the_in_flight_ca
     slow = await open_loop(FakeWorkload(0.2), mix, 200.0, 0.5, 2, seed=1)  # type: ignore[arg-type]
     assert slow.not_sent > 0
     assert slow.total.calls + slow.not_sent == fast.total.calls  # same seed, same arrivals
+
+
+def test_stack_env_items_are_name_value_pairs() -> None:
+    assert load_test._env_item("OPENBLAS_NUM_THREADS=1") == ("OPENBLAS_NUM_THREADS", "1")
+    assert load_test._env_item("A=b=c") == ("A", "b=c")
+    with pytest.raises(argparse.ArgumentTypeError):
+        load_test._env_item("A")
+
+
+def test_smoke_sets_small_defaults_that_flags_still_override() -> None:
+    args = load_test.parse_args(["--smoke", "--seconds", "60"])
+    assert (args.tracks, args.users, args.seconds, args.warmup) == (1000, 100, 60.0, 3.0)
+    full = load_test.parse_args([])
+    assert (full.tracks, full.seconds, full.rate, full.sweep) == (10_000, 180.0, None, None)
+
+
+def test_parse_args_takes_a_sweep_and_refuses_it_with_a_rate_or_a_bad_mix() -> None:
+    assert load_test.parse_args(["--sweep", "5,10, 20"]).sweep == [5.0, 10.0, 20.0]
+    for argv in (["--sweep", "5", "--rate", "5"], ["--sweep", "0"], ["--mix", "search=1"]):
+        with pytest.raises(SystemExit):
+            load_test.parse_args(argv)
