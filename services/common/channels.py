@@ -13,7 +13,7 @@ dashboard, benchmarks) opens its channel here, so that:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,47 @@ use it when no key is configured, so they work against a local stack without set
 ChannelOptions = Sequence[tuple[str, Any]]
 
 
-def client_key(security: SecuritySettings) -> str:
-    """The API key this process sends ("" when there is none).
+class ClientKey:
+    """The API key a process sends, following its file.
+
+    A key read from a file is re-read when the file changes (one ``stat`` per call), so a
+    rotated service key (a Kubernetes Secret updated in place) is picked up without
+    restarting the callers, as the servers pick up their key file.
+
+    Args:
+        token: A fixed key ("" sends none).
+        path: A file holding the key; takes precedence over ``token``.
+    """
+
+    def __init__(self, token: str = "", path: Path | None = None) -> None:
+        self._token = token.strip()
+        self._path = path
+        self._stamp: tuple[int, int, int] | None = None
+        if path is not None:
+            self.current()
+
+    def current(self) -> str:
+        """The key to send now.
+
+        Raises:
+            FileNotFoundError: The key file is gone (at start: a missing file is named).
+        """
+        if self._path is None:
+            return self._token
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            if self._stamp is None:
+                raise FileNotFoundError(f"API key file {self._path} does not exist") from None
+            return self._token  # mid-swap of a Secret volume: keep the last key read
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp != self._stamp:
+            self._token, self._stamp = self._path.read_text().strip(), stamp
+        return self._token
+
+
+def client_key(security: SecuritySettings) -> ClientKey:
+    """The API key this process sends (an empty one when there is none).
 
     In order: ``HEARBY_API_KEY``, ``HEARBY_API_KEY_FILE``, the local stack's admin key file
     when it exists.
@@ -41,17 +80,12 @@ def client_key(security: SecuritySettings) -> str:
         FileNotFoundError: ``HEARBY_API_KEY_FILE`` names a missing file.
     """
     if security.api_key:
-        return security.api_key.strip()
+        return ClientKey(security.api_key)
     if security.api_key_file is not None:
-        try:
-            return security.api_key_file.read_text().strip()
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"HEARBY_API_KEY_FILE={security.api_key_file} does not exist"
-            ) from None
+        return ClientKey(path=security.api_key_file)
     if DEFAULT_KEY_FILE.is_file():
-        return DEFAULT_KEY_FILE.read_text().strip()
-    return ""
+        return ClientKey(path=DEFAULT_KEY_FILE)
+    return ClientKey()
 
 
 def channel_credentials(security: SecuritySettings) -> grpc.ChannelCredentials | None:
@@ -71,30 +105,27 @@ def channel_credentials(security: SecuritySettings) -> grpc.ChannelCredentials |
     return grpc.ssl_channel_credentials(ca)
 
 
-def _call_metadata(key: str) -> Callable[[Any], Any]:
-    """Adds the key to a call's metadata (keeping what the caller set)."""
-
-    def add(metadata: Any) -> Any:
-        items = list(metadata or ())
-        if key and not any(name == "authorization" for name, _ in items):
-            items.append(("authorization", f"Bearer {key}"))
-        return grpc.aio.Metadata(*items)
-
-    return add
+def _with_key(metadata: Any, key: ClientKey) -> list[tuple[str, Any]]:
+    """The call's metadata plus the key (unless the caller set one itself)."""
+    items = list(metadata or ())
+    token = key.current()
+    if token and not any(name == "authorization" for name, _ in items):
+        items.append(("authorization", f"Bearer {token}"))
+    return items
 
 
 class _Outgoing:
     """Adds the API key and caps the timeout at the served call's deadline."""
 
-    def __init__(self, key: str) -> None:
-        self._metadata = _call_metadata(key)
+    def __init__(self, key: ClientKey) -> None:
+        self._key = key
 
     def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         """The call's details with the key added and the timeout capped."""
         return grpc.aio.ClientCallDetails(
             method=details.method,
             timeout=deadline.cap(details.timeout),
-            metadata=self._metadata(details.metadata),
+            metadata=grpc.aio.Metadata(*_with_key(details.metadata, self._key)),
             credentials=details.credentials,
             wait_for_ready=details.wait_for_ready,
         )
@@ -148,7 +179,7 @@ def open_channel(
         The channel; close it (``await channel.close()`` or ``async with``).
     """
     security = security or SecuritySettings()
-    key = client_key(security) if api_key is None else api_key
+    key = client_key(security) if api_key is None else ClientKey(api_key)
     interceptors = [kind(key) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
     all_options = [*options, *_tls_options(security)]
     credentials = channel_credentials(security)
@@ -160,13 +191,11 @@ def open_channel(
 class _SyncKey(grpc.UnaryUnaryClientInterceptor):
     """The blocking channel's key metadata (for health checks and simple scripts)."""
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: ClientKey) -> None:
         self._key = key
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
-        metadata = list(client_call_details.metadata or ())
-        if self._key:
-            metadata.append(("authorization", f"Bearer {self._key}"))
+        metadata = _with_key(client_call_details.metadata, self._key)
         details = client_call_details._replace(metadata=metadata)
         return continuation(details, request)
 
@@ -187,7 +216,7 @@ def open_blocking_channel(
         api_key: A key to send instead of the configured one ("" sends none).
     """
     security = security or SecuritySettings()
-    key = client_key(security) if api_key is None else api_key
+    key = client_key(security) if api_key is None else ClientKey(api_key)
     all_options = [*options, *_tls_options(security)]
     credentials = channel_credentials(security)
     if credentials is None:

@@ -309,3 +309,34 @@ async def test_with_tls_the_plaintext_health_port_serves_health_and_nothing_else
         assert await _get(f"127.0.0.1:{running.port}", plain) == grpc.StatusCode.UNAVAILABLE
     finally:
         await running.stop(0)
+
+
+async def test_a_caller_picks_up_its_rotated_key_file_without_reopening_the_channel(
+    server, keys, tmp_path
+):
+    from services.common.auth import revoke_key, split_key
+
+    path, _, _ = keys
+    first, _ = add_key(path, "svc", frozenset({Scope.READ}), rate_per_second=0)
+    key_file = tmp_path / "client" / "key"
+    key_file.parent.mkdir()
+    key_file.write_text(first + "\n")
+    security = SecuritySettings(auth="off", api_key_file=key_file)
+    async with open_channel(server, security=security) as channel:
+        stub = control_pb2_grpc.ControlServiceStub(channel)
+        get = control_pb2.GetVersionRequest(name="v1")
+        assert await _code(stub.GetVersion(get)) == grpc.StatusCode.OK
+        second, _ = add_key(path, "svc", frozenset({Scope.READ}), rate_per_second=0)
+        revoke_key(path, split_key(first)[0])
+        assert await _code(stub.GetVersion(get)) == grpc.StatusCode.UNAUTHENTICATED
+        # Replaced, not edited in place, as the kubelet swaps a Secret volume's files.
+        fresh = key_file.with_name("key.new")
+        fresh.write_text(second + "\n")
+        fresh.replace(key_file)
+        assert await _code(stub.GetVersion(get)) == grpc.StatusCode.OK
+
+
+def test_a_missing_key_file_is_named_when_the_channel_opens(tmp_path):
+    security = SecuritySettings(auth="off", api_key_file=tmp_path / "nope.key")
+    with pytest.raises(FileNotFoundError, match=r"nope\.key does not exist"):
+        open_channel("127.0.0.1:1", security=security)
