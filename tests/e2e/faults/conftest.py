@@ -241,14 +241,16 @@ class FaultStack:
 
     # -- answers ------------------------------------------------------------------------
 
-    async def answers_unavailable(self, what: str, call: Callable[[], Awaitable[object]]) -> float:
-        """Asserts ``call()`` fails with UNAVAILABLE within ANSWER_SECONDS; the seconds taken."""
+    async def answers_unavailable(
+        self, what: str, call: Callable[[], Awaitable[object]], limit: float = ANSWER_SECONDS
+    ) -> float:
+        """Asserts ``call()`` fails with UNAVAILABLE within ``limit`` s; the seconds taken."""
         started = time.monotonic()
         with pytest.raises(Unavailable) as raised:
             await call()
         elapsed = time.monotonic() - started
         self.say(f"  {what}: UNAVAILABLE after {elapsed:.2f} s ({raised.value.message[:100]})")
-        assert elapsed < ANSWER_SECONDS, f"{what} took {elapsed:.1f} s to answer"
+        assert elapsed < limit, f"{what} took {elapsed:.1f} s to answer (limit {limit:.1f} s)"
         return elapsed
 
     async def wait_answering(
