@@ -4,9 +4,8 @@ Starts each part as a child process with its own log file and ``HEARBY_*`` envir
 waits until each one is healthy (gRPC health SERVING, Triton ready, the dashboard's
 ``/_stcore/health`` ok), registers every version found in the model repositories (each
 becomes READY once its backfill is done), sets a default version once one is READY, prints
-the endpoints and the dashboard's URL, restarts a service, an ingest worker or the
-dashboard that dies (at most 5 times in 5 minutes each; redis or the embedder dying stops
-the stack, see :class:`Supervisor`), and on Ctrl-C or SIGTERM stops everything in reverse
+the endpoints and the dashboard's URL, restarts any part that dies, Redis and Triton
+included (at most 5 times in 5 minutes each, see :class:`Supervisor`), and on Ctrl-C or SIGTERM stops everything in reverse
 order::
 
     redis-server      own data dir under --data, AOF on (skipped when HEARBY_REDIS_URL is set)
@@ -617,15 +616,23 @@ class Stack:
         An ingest worker comes back under its old consumer name, so it resumes the entries
         it had not acknowledged at once.
 
+        Redis and the embedder come back in place (same port, same data dir): every service
+        reconnects to them by itself (tests/e2e/faults/ shows it), and Triton loads the
+        versions again when the control service reconciles.
+
         Args:
-            name: ``control``, ``catalog``, ``vectorstore``, ``ranker``, ``feedback``,
-                ``dashboard`` or ``ingest-<n>``.
+            name: ``redis``, ``embedder``, ``control``, ``catalog``, ``vectorstore``,
+                ``ranker``, ``feedback``, ``dashboard`` or ``ingest-<n>``.
 
         Raises:
-            ValueError: The part cannot be restarted alone (redis, the embedder).
+            ValueError: No such part.
             ProcessFailed: It did not come back; its log tail is quoted.
         """
         old = self.parts[name]
+        if name in ("redis", "embedder"):
+            old.process.stop(_STOP_SECONDS.get(name, _DEFAULT_STOP_SECONDS))
+            old.process.start()
+            return old
         if name.startswith("ingest-"):
             part = self._worker(int(name.removeprefix("ingest-")))
         elif name in ("control", "catalog", "vectorstore", "ranker", "feedback"):
@@ -633,7 +640,7 @@ class Stack:
         elif name == "dashboard":
             part = self._dashboard()
         else:
-            raise ValueError(f"{name} cannot be restarted alone; restart the stack")
+            raise ValueError(f"{name} is not a part that can be restarted")
         old.process.stop(_STOP_SECONDS.get(name, _DEFAULT_STOP_SECONDS))
         self.parts[name] = part
         part.process.start()
@@ -848,11 +855,10 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 class Supervisor:
     """Restarts the parts of a running stack that die, within a restart budget.
 
-    A service, an ingest worker or the dashboard comes back on its own (the others keep
-    serving meanwhile; clients see UNAVAILABLE for a few seconds). Redis and the embedder
-    cannot be restarted alone, and a part that keeps dying (more than ``max_restarts`` in
-    ``window_seconds``) is not worth restarting again: either ends the stack, with the
-    part's log tail.
+    Any part, Redis and the embedder included, comes back on its own (the others keep
+    serving meanwhile; clients see UNAVAILABLE for a few seconds). A part that keeps dying
+    (more than ``max_restarts`` in ``window_seconds``) is not worth restarting again: that
+    ends the stack, with the part's log tail.
 
     Args:
         stack: The running stack.
@@ -878,7 +884,7 @@ class Supervisor:
         """Restarts every dead part that may be; the names of those restarted.
 
         Raises:
-            StackError: A dead part cannot be restarted alone, has used up its budget, or
+            StackError: A dead part cannot be restarted, has used up its budget, or
                 did not come back.
         """
         restarted = []

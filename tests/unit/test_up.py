@@ -249,8 +249,8 @@ class _Stack:
         return [p for p in self.parts.values() if not p.process.alive()]
 
     def restart(self, name: str) -> up.Part:
-        if name in ("redis", "embedder"):
-            raise ValueError(f"{name} cannot be restarted alone; restart the stack")
+        if name == "mystery":
+            raise ValueError(f"{name} is not a part that can be restarted")
         self.restarted.append(name)
         self.parts[name] = up.Part(name, _Process(), "", Path(f"{name}.log"))
         return self.parts[name]
@@ -274,11 +274,18 @@ def test_the_supervisor_restarts_a_dead_service_until_its_budget_is_spent():
     assert stack.restarted == ["ranker"] * 3
 
 
-def test_the_supervisor_gives_up_on_a_part_that_cannot_restart_alone():
-    stack = _Stack(["redis", "ranker"])
-    stack.parts["redis"].process.dead = True
-    with pytest.raises(StackError, match=r"redis exited .*cannot be restarted alone"):
+def test_the_supervisor_gives_up_on_a_part_it_cannot_restart():
+    stack = _Stack(["mystery", "ranker"])
+    stack.parts["mystery"].process.dead = True
+    with pytest.raises(StackError, match=r"mystery exited .*not a part that can be restarted"):
         up.Supervisor(stack).check()
+
+
+def test_the_supervisor_restarts_redis_and_the_embedder_too():
+    stack = _Stack(["redis", "embedder", "ranker"])
+    stack.parts["redis"].process.dead = True
+    stack.parts["embedder"].process.dead = True
+    assert sorted(up.Supervisor(stack).check()) == ["embedder", "redis"]
 
 
 def test_stack_keys_are_made_once_and_replaced_when_revoked(tmp_path):
