@@ -5,8 +5,8 @@ waits until each one is healthy (gRPC health SERVING, Triton ready, the dashboar
 ``/_stcore/health`` ok), registers every version found in the model repositories (each
 becomes READY once its backfill is done), sets a default version once one is READY, prints
 the endpoints and the dashboard's URL, restarts any part that dies, Redis and Triton
-included (at most 5 times in 5 minutes each, see :class:`Supervisor`), and on Ctrl-C or SIGTERM stops everything in reverse
-order::
+included (at most 5 times in 5 minutes each, see :class:`Supervisor`), and on Ctrl-C or
+SIGTERM stops everything in reverse order::
 
     redis-server      own data dir under --data, AOF on (skipped when HEARBY_REDIS_URL is set)
     embedder          Triton over the model repositories (python -m services.embedder)
