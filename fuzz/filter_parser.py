@@ -80,7 +80,7 @@ def _check_quote(text: str) -> None:
     try:
         literal = filters.quote(text)
     except InvalidArgument as exc:
-        check_error(exc)
+        check_error(exc, echo=text)
         if "\n" not in text and "\r" not in text:
             raise AssertionError(f"quote refused {text!r}, which has no line break") from exc
         return
@@ -104,7 +104,7 @@ def check(data: bytes, compile_filter: Callable[[str], str] = filters.compile_fi
     try:
         compiled = compile_filter(text)
     except InvalidArgument as exc:
-        check_error(exc)
+        check_error(exc, echo=text)
     else:
         _check_compiled(text, compiled)
     _check_quote(text)
