@@ -39,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 import socket
 import sys
@@ -358,6 +359,7 @@ class StackKeys:
         self.file = folder / "keys.json"
         self.service_file = folder / "service.key"
         self.admin_file = folder / "admin.key"
+        self.embedder_file = folder / "embedder.key"
         self.dashboard_users = folder / "dashboard-users.json"
         self.dashboard_password_file = folder / "dashboard-admin.password"
 
@@ -386,6 +388,10 @@ class StackKeys:
             if not self._valid(key_file):
                 token, _ = add_key(self.file, name, frozenset({Scope.ADMIN}), rate)
                 write_secret(key_file, token)
+        if not self.embedder_file.exists():
+            # Triton's own header check: a shared secret, not a hearby key (Triton cannot
+            # read the key file); only the stack's parts hold it.
+            write_secret(self.embedder_file, secrets.token_urlsafe(32))
         self._ensure_dashboard_admin()
 
     def _ensure_dashboard_admin(self) -> None:
@@ -472,6 +478,7 @@ class Stack:
             env["HEARBY_AUTH_KEYS_FILE"] = str(self.keys.file)
             env["HEARBY_API_KEY_FILE"] = str(self.keys.service_file)
             env["HEARBY_DASHBOARD_USERS_FILE"] = str(self.keys.dashboard_users)
+            env["HEARBY_EMBEDDER_KEY_FILE"] = str(self.keys.embedder_file)
         for prefix, port in (
             ("CONTROL", ports.control),
             ("VECTORSTORE", ports.vectorstore),

@@ -137,7 +137,9 @@ async def build_lifecycle(settings: ControlSettings, registry: VersionRegistry) 
     )
     channel = open_channel(settings.vectorstore_address)
     loader = VersionManager(
-        embedder_settings.triton_url, load_timeout_s=embedder_settings.load_timeout_seconds
+        embedder_settings.triton_url,
+        load_timeout_s=embedder_settings.load_timeout_seconds,
+        key=embedder_settings.access_key,
     )
     embedder = EmbedderClient(
         embedder_settings.triton_url,
@@ -147,6 +149,7 @@ async def build_lifecycle(settings: ControlSettings, registry: VersionRegistry) 
         concurrency=settings.backfill_concurrency,
         hop_seconds=embedder_settings.hop_seconds,
         repository=embedder_settings.model_repository,
+        key=embedder_settings.access_key,
     )
     lifecycle = VersionLifecycle(
         registry,

@@ -33,6 +33,7 @@ from services.common.errors import (
     HearbyError,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
@@ -99,10 +100,18 @@ def domain_error(exc: InferenceServerException, url: str, version: str = "") -> 
 
     Returns:
         NotFound (unknown or unloaded version), Unavailable (Triton unreachable),
-        DeadlineExceeded, InvalidArgument, ResourceExhausted, or EmbedderError.
+        PermissionDenied (a missing or wrong access key), DeadlineExceeded,
+        InvalidArgument, ResourceExhausted, or EmbedderError.
     """
     kind = _STATUS_ERRORS.get(exc.status() or "", EmbedderError)
     detail = exc.message() or str(exc)
+    if "protocol is restricted" in detail:
+        # Triton answers a missing or wrong key with UNAVAILABLE; retrying cannot help, and
+        # callers that retry outages (ingest) would wait forever: it is a configuration error.
+        return PermissionDenied(
+            f"the embedder (Triton at {url}) refused this process's access key: "
+            "HEARBY_EMBEDDER_KEY_FILE must name the key file the embedder was started with"
+        )
     if kind is NotFound and version:
         message = f"version {version!r} is not loaded in the embedder ({detail})"
     elif kind is Unavailable:
@@ -193,6 +202,7 @@ class EmbedderClient(TritonConnection):
         hop_seconds: Hop between a track's windows in seconds.
         repository: The model repository, read only for versions published before the
             Triton config carried ``sample_rate``; None relies on the config alone.
+        key: The embedder's access key ("" when Triton runs without one).
     """
 
     def __init__(
@@ -204,10 +214,11 @@ class EmbedderClient(TritonConnection):
         concurrency: int = 4,
         hop_seconds: float = 1.5,
         repository: Path | None = None,
+        key: str = "",
     ) -> None:
         if max_batch < 1 or concurrency < 1 or hop_seconds <= 0 or timeout_s <= 0:
             raise ValueError("max_batch, concurrency, hop_seconds and timeout_s must be > 0")
-        super().__init__(url)
+        super().__init__(url, key)
         self._timeout_s = timeout_s
         self._max_batch = max_batch
         self._hop_seconds = hop_seconds
@@ -225,6 +236,7 @@ class EmbedderClient(TritonConnection):
             concurrency=settings.concurrency,
             hop_seconds=settings.hop_seconds,
             repository=settings.model_repository,
+            key=settings.access_key,
         )
 
     async def version_info(self, version: str) -> VersionInfo:
@@ -241,7 +253,7 @@ class EmbedderClient(TritonConnection):
             return self._versions[version]
         try:
             response = await self.triton.get_model_config(
-                version, as_json=True, client_timeout=self._timeout_s
+                version, headers=self.headers, as_json=True, client_timeout=self._timeout_s
             )
         except InferenceServerException as exc:
             raise domain_error(exc, self.url, version) from exc
@@ -362,6 +374,7 @@ class EmbedderClient(TritonConnection):
                 info.name,
                 [tensor],
                 outputs=[InferRequestedOutput(OUTPUT_NAME)],
+                headers=self.headers,
                 client_timeout=self._timeout_s,
             )
         except InferenceServerException as exc:

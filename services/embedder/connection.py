@@ -1,7 +1,8 @@
 """The gRPC connection to a Triton server that the embedder client and version manager share.
 
 Both open ``tritonclient.grpc.aio.InferenceServerClient`` lazily, on first use, because a
-gRPC channel belongs to the event loop it was opened in, and close it the same way.
+gRPC channel belongs to the event loop it was opened in, and close it the same way. Both
+send the embedder's access key (:data:`KEY_HEADER`) with every call that Triton restricts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ from typing import Self
 
 from tritonclient.grpc.aio import InferenceServerClient
 
+KEY_HEADER = "hearby-embedder-key"
+"""The key Triton checks (``--grpc-restricted-protocol``) before inference and model
+management; health and metadata calls stay open for probes."""
+# Triton looks for restricted-protocol keys under this prefix in the request metadata.
+_SENT_HEADER = f"triton-grpc-protocol-{KEY_HEADER}"
+
 
 class TritonConnection:
     """A Triton gRPC client opened on first use; close it with ``async with`` or ``close``.
@@ -19,10 +26,12 @@ class TritonConnection:
 
     Args:
         url: Triton's gRPC ``host:port``.
+        key: The embedder's access key ("" when Triton runs without one).
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, key: str = "") -> None:
         self.url = url
+        self.headers = {_SENT_HEADER: key} if key else None
         self._triton: InferenceServerClient | None = None
 
     @property

@@ -32,6 +32,7 @@ def build(settings: EmbedderSettings) -> TritonServer:
         host=settings.host,
         start_timeout=settings.start_timeout_seconds,
         metrics_port=settings.metrics_port or None,
+        access_key=settings.access_key,
     )
 
 

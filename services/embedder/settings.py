@@ -50,6 +50,10 @@ class EmbedderSettings(ServiceSettings):
             flood the queue.
         hop_seconds: Hop between the windows of a track in seconds (default 1.5, the
             hop ``trainer/evaluate.py`` uses, so served and offline embeddings agree).
+        key_file: A file holding the embedder's access key. Triton then refuses
+            inference and model management without it (header ``hearby-embedder-key``;
+            health and metadata stay open), and every client sends it. Unset: Triton is
+            open to whoever reaches its port (``hearby up`` always sets one).
     """
 
     model_config = SettingsConfigDict(
@@ -76,6 +80,23 @@ class EmbedderSettings(ServiceSettings):
     max_batch: PositiveInt = 32
     concurrency: PositiveInt = 4
     hop_seconds: PositiveFloat = 1.5
+    key_file: Path | None = None
+
+    @property
+    def access_key(self) -> str:
+        """The embedder's access key ("" without ``key_file``).
+
+        Raises:
+            FileNotFoundError: ``key_file`` names a missing file.
+        """
+        if self.key_file is None:
+            return ""
+        try:
+            return self.key_file.read_text().strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"HEARBY_EMBEDDER_KEY_FILE={self.key_file} does not exist"
+            ) from None
 
     @property
     def triton_url(self) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 import tritonclient.grpc as grpcclient
 
 from services.common.processes import ManagedProcess, MissingDependency, free_port
+from services.embedder.connection import KEY_HEADER
 
 INSTALL_HINT = "Install it with `make setup` (it comes with the nvidia-pytriton wheel)."
 
@@ -81,6 +82,22 @@ def triton_env() -> dict[str, str]:
     }
 
 
+# Everything but health and metadata (what probes and readiness checks use) needs the key.
+_RESTRICTED = "inference,model-repository,model-config,shared-memory,statistics,trace,logging"
+
+
+def _restricted(access_key: str) -> list[str]:
+    """Triton's header check for ``access_key`` (none without a key).
+
+    The key is on Triton's command line, so users of the same host can read it in the
+    process list; Triton reads no other source. Under ``hearby up`` only the stack's own
+    user runs there, and in Kubernetes the container is Triton's alone.
+    """
+    if not access_key:
+        return []
+    return [f"--grpc-restricted-protocol={_RESTRICTED}:{KEY_HEADER}={access_key}"]
+
+
 class TritonServer(ManagedProcess):
     """A Triton server over one or more model repositories with explicit model control.
 
@@ -98,6 +115,8 @@ class TritonServer(ManagedProcess):
         host: Interface to bind.
         start_timeout: Seconds to wait for readiness (loading models included).
         metrics_port: Prometheus metrics port; None picks a free one.
+        access_key: When set, Triton refuses every call but health and metadata unless
+            it carries this key in the ``hearby-embedder-key`` header.
     """
 
     def __init__(
@@ -109,6 +128,7 @@ class TritonServer(ManagedProcess):
         host: str = "127.0.0.1",
         start_timeout: float = 120.0,
         metrics_port: int | None = None,
+        access_key: str = "",
     ) -> None:
         dist = triton_dist_dir()
         backends = prepare_backends(workdir)
@@ -137,6 +157,7 @@ class TritonServer(ManagedProcess):
             "--exit-on-error=false",
             "--strict-readiness=false",
             "--log-verbose=0",
+            *_restricted(access_key),
         ]
         client = grpcclient.InferenceServerClient(self.url)
         super().__init__(

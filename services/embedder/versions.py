@@ -55,6 +55,7 @@ class VersionManager(TritonConnection):
             stubs and loads TorchScript: ~8.5 s on an idle 2-core machine).
         unload_timeout_s: Seconds an unload may take, in-flight requests included.
         timeout_s: Deadline of the quick calls (state, readiness) in seconds.
+        key: The embedder's access key ("" when Triton runs without one).
     """
 
     def __init__(
@@ -64,8 +65,9 @@ class VersionManager(TritonConnection):
         load_timeout_s: float = 180.0,
         unload_timeout_s: float = 60.0,
         timeout_s: float = 10.0,
+        key: str = "",
     ) -> None:
-        super().__init__(url)
+        super().__init__(url, key)
         self._load_timeout_s = load_timeout_s
         self._unload_timeout_s = unload_timeout_s
         self._timeout_s = timeout_s
@@ -81,7 +83,7 @@ class VersionManager(TritonConnection):
         """
         try:
             index = await self.triton.get_model_repository_index(
-                as_json=True, client_timeout=self._timeout_s
+                headers=self.headers, as_json=True, client_timeout=self._timeout_s
             )
         except InferenceServerException as exc:
             raise domain_error(exc, self.url) from exc
@@ -106,7 +108,11 @@ class VersionManager(TritonConnection):
             Unavailable: Triton cannot be reached.
         """
         try:
-            return bool(await self.triton.is_model_ready(name, client_timeout=self._timeout_s))
+            return bool(
+                await self.triton.is_model_ready(
+                    name, headers=self.headers, client_timeout=self._timeout_s
+                )
+            )
         except InferenceServerException as exc:
             raise domain_error(exc, self.url, name) from exc
 
@@ -131,7 +137,9 @@ class VersionManager(TritonConnection):
                 raise NotFound(f"version {name!r} is not in the embedder's model repository")
             started = time.monotonic()
             try:
-                await self.triton.load_model(name, client_timeout=self._load_timeout_s)
+                await self.triton.load_model(
+                    name, headers=self.headers, client_timeout=self._load_timeout_s
+                )
             except InferenceServerException as exc:
                 error = domain_error(exc, self.url, name)
                 if exc.status() in ("StatusCode.INVALID_ARGUMENT", "StatusCode.INTERNAL"):
@@ -162,7 +170,9 @@ class VersionManager(TritonConnection):
         check_version_name(name)
         async with self._lock(name):
             try:
-                await self.triton.unload_model(name, client_timeout=self._timeout_s)
+                await self.triton.unload_model(
+                    name, headers=self.headers, client_timeout=self._timeout_s
+                )
             except InferenceServerException as exc:
                 raise domain_error(exc, self.url, name) from exc
             if wait:

@@ -22,7 +22,13 @@ import torch
 import tritonclient.grpc as grpcclient
 
 from services.common.audio import prepare, resample, windows
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from services.common.processes import free_port
 from services.embedder import client as client_module
 from services.embedder.client import EmbedderClient
@@ -263,3 +269,28 @@ def _infer_once(url: str) -> np.ndarray:
             return (await client.embed_track(TINY_MODEL, _music(2.0), RATE)).embedding
 
     return asyncio.run(call())
+
+
+async def test_a_triton_with_an_access_key_serves_only_callers_that_send_it(
+    tiny_model_repository, tmp_path
+):
+    from services.embedder.triton_server import TritonServer
+
+    key = "k3y-" + "x" * 40
+    with TritonServer(
+        tiny_model_repository, tmp_path / "triton", models=[TINY_MODEL], access_key=key
+    ) as server:
+        clips = np.zeros((2, tiny_model.WINDOW_SAMPLES), dtype=np.float32)
+        async with EmbedderClient(server.url, key=key) as client:
+            embedded = await client.embed_windows(TINY_MODEL, clips)
+            assert embedded.shape == (2, tiny_model.DIMENSION)
+        async with VersionManager(server.url, key=key) as versions:
+            assert await versions.is_ready(TINY_MODEL)
+        for wrong in ("", "not-the-key"):
+            async with EmbedderClient(server.url, key=wrong) as client:
+                with pytest.raises(PermissionDenied, match="refused this process's access key"):
+                    await client.embed_windows(TINY_MODEL, clips)
+        # Health stays open, so probes and readiness checks need no key.
+        assert grpcclient.InferenceServerClient(server.url).is_server_ready()
+        log = (tmp_path / "triton" / "tritonserver.log").read_text()
+        assert key not in log

@@ -303,9 +303,11 @@ def test_stack_keys_are_made_once_and_replaced_when_revoked(tmp_path):
     password = keys.dashboard_password_file.read_text().strip()
     assert verify(read_users(keys.dashboard_users), "admin", password) is not None
 
+    embedder_key = keys.embedder_file.read_text()
+    assert len(embedder_key.strip()) >= 43
     first_admin = keys.admin
     keys.ensure()
-    assert keys.admin == first_admin
+    assert keys.admin == first_admin and keys.embedder_file.read_text() == embedder_key
     assert keys.dashboard_password_file.read_text().strip() == password
 
     revoke_key(keys.file, split_key(first_admin)[0])
@@ -321,4 +323,6 @@ def test_stack_env_turns_keys_on_only_with_auth(tmp_path):
     assert on["HEARBY_AUTH"] == "keys" and on["HEARBY_AUTH_KEYS_FILE"].endswith("keys.json")
     assert on["HEARBY_API_KEY_FILE"].endswith("service.key")
     assert on["HEARBY_DASHBOARD_USERS_FILE"].endswith("dashboard-users.json")
+    assert on["HEARBY_EMBEDDER_KEY_FILE"].endswith("embedder.key")
     assert off["HEARBY_AUTH"] == "off" and "HEARBY_AUTH_KEYS_FILE" not in off
+    assert "HEARBY_EMBEDDER_KEY_FILE" not in off
