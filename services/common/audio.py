@@ -40,6 +40,13 @@ _DEFAULT_MIN_DECODED_SHARE = 0.9
 # 0x7f...>: ..."). Such text ends up in dead-letter reasons and API errors, where it means
 # nothing and differs on every run; messages name the input by ``name`` instead.
 _OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+# libsndfile reasons that mislead a caller. Malformed MP3 data (found by fuzzing) reports a
+# missing file, although the input was bytes, or a file that was checked to exist.
+_MISLEADING_REASONS = {
+    "File does not exist or is not a regular file (possibly a pipe?)": (
+        "not audio in a format it recognises"
+    ),
+}
 # torchaudio's sinc kernel holds (target/g) x (rate/g) taps, g = gcd(rate, target): 160 x 441
 # for 44.1 -> 16 kHz, at most ~640 x 441 for the usual rates. A header that claims 7999 Hz
 # makes it 16000 x 7999 (over 1 GB while building it, seconds per second of audio), and
@@ -125,7 +132,8 @@ def _reason(exc: Exception) -> str:
         text = exc.error_string
     else:
         text = _OBJECT_REPR.sub("the input", str(exc))
-    return text.strip().rstrip(".")
+    text = text.strip().rstrip(".")
+    return _MISLEADING_REASONS.get(text, text)
 
 
 def _undecodable(name: str, exc: Exception) -> AudioError:

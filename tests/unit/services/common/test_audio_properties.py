@@ -70,6 +70,8 @@ def _allowed(run: Callable[[], np.ndarray]) -> np.ndarray | None:
     except HearbyError as exc:
         assert isinstance(exc, InvalidArgument | ResourceExhausted), type(exc)
         check_error(exc)
+        # The inputs here are bytes: libsndfile's "File does not exist" would mislead.
+        assert "does not exist" not in exc.message, exc.message
         return None
     assert samples.dtype == np.float32 and samples.ndim == 1 and samples.size > 0
     assert np.isfinite(samples).all()
@@ -305,3 +307,17 @@ def test_decode_checked_says_a_clip_is_shorter_than_the_minimum_in_numbers_that_
         decode_checked(_float_wav(tone, rate), limits, name="clip")
     shown, needed = TOO_SHORT.search(str(caught.value)).groups()
     assert float(shown) < float(needed)
+
+
+@pytest.mark.parametrize("cut", [40, 0.5])
+def test_decode_checked_calls_malformed_mp3_unrecognised_not_a_missing_file(cut):
+    # Regression: libsndfile answers malformed MP3 data with "File does not exist or is not a
+    # regular file (possibly a pipe?)", which reached callers who had uploaded bytes.
+    buffer = io.BytesIO()
+    tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(800) / 8000)
+    sf.write(buffer, tone.astype(np.float32), 8000, format="MP3")
+    data = buffer.getvalue()
+    data = data[: cut if isinstance(cut, int) else int(len(data) * cut)]
+    with pytest.raises(AudioError, match=r"not audio in a format it recognises") as caught:
+        decode_checked(data, LIMITS, name="upload.mp3")
+    assert "does not exist" not in caught.value.message
