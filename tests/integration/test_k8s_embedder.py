@@ -19,6 +19,7 @@ import grpc
 import pytest
 import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
 from hearby.k8s_check import render_python
 from services.common.processes import free_port
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLED = ROOT / "models"
+KEY = "test-embedder-key"
 
 
 def _embedder_container() -> dict:
@@ -44,6 +46,7 @@ def _local_argv(
 ) -> list[str]:
     """The manifest's command line with paths and ports mapped onto this machine."""
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env["EMBEDDER_KEY"] = KEY  # from Secret hearby-embedder-key in the cluster
     argv = []
     for arg in container["args"]:
         arg = re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], arg)
@@ -77,15 +80,15 @@ def test_the_manifests_triton_command_loads_every_bundled_version_and_reports_se
         )
     try:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        headers = {"triton-grpc-protocol-hearby-embedder-key": KEY}
         wanted = set(list_versions(BUNDLED))
         deadline = time.monotonic() + 240
         ready: set[str] = set()
         while time.monotonic() < deadline and ready != wanted:
             assert process.poll() is None, log.read_text()[-2000:]
             try:
-                ready = {
-                    m.name for m in client.get_model_repository_index().models if m.state == "READY"
-                }
+                index = client.get_model_repository_index(headers=headers)
+                ready = {m.name for m in index.models if m.state == "READY"}
             except Exception:  # noqa: BLE001 - not listening yet
                 ready = set()
             time.sleep(1)
@@ -96,6 +99,9 @@ def test_the_manifests_triton_command_loads_every_bundled_version_and_reports_se
                 health_pb2.HealthCheckRequest(service=""), timeout=5
             )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        # Model management without the manifest's key is refused.
+        with pytest.raises(InferenceServerException, match="restricted"):
+            client.get_model_repository_index()
     finally:
         process.terminate()
         process.wait(60)
