@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import fcntl
 import hashlib
 import hmac
-import json
-import os
 import re
 import secrets
-import tempfile
 import threading
 import time
 from collections import deque
@@ -37,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
+from services.common.private_files import locked, read_entries, write_entries
 
 FILE_FORMAT = 1
 # scrypt's cost: n=2**14, r=8 needs 128*n*r = 16 MiB per hash (OpenSSL's default memory
@@ -225,60 +222,26 @@ def read_users(path: Path) -> dict[str, User]:
     Raises:
         InvalidArgument: The file is not a hearby users file (the message says where).
     """
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"cannot read users file {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
-        raise InvalidArgument(f"{path} is not a hearby users file (format {FILE_FORMAT})")
-    try:
-        users = [User.from_json(entry) for entry in data.get("users", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"users file {path} has a malformed entry: {exc}") from exc
+    users = read_entries(path, "users file", "users", FILE_FORMAT, User.from_json)
     return {user.name: user for user in users}
 
 
 def write_users(path: Path, users: Iterable[User]) -> None:
-    """Writes the users file atomically with mode 0600.
-
-    Readers (a dashboard checking a login) see the old file or the new one, never half of
-    one; a crash leaves at most a stray temporary file next to it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"format": FILE_FORMAT, "users": [u.to_json() for u in users]}
-    # mkstemp creates the file with mode 0600, in the same folder so os.replace is atomic.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Writes the users file atomically with mode 0600 (see private_files)."""
+    write_entries(path, "users", FILE_FORMAT, (u.to_json() for u in users))
 
 
 @contextlib.contextmanager
 def _editing(path: Path) -> Iterator[dict[str, User]]:
     """The users, to change in place; written back when the block ends without error.
 
-    An exclusive lock on a ``.lock`` file next to the users file keeps two writers (the
-    CLI and ``hearby up``) from losing each other's change; readers need no lock.
+    The lock keeps two writers (the CLI and ``hearby up``) from losing each other's
+    change; readers need no lock.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(f".{path.name}.lock")
-    fd = os.open(lock, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(path):
         users = read_users(path)
         yield users
         write_users(path, users.values())
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def add_user(path: Path, name: str, password: str, role: Role = Role.REVIEWER) -> User:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from services.common.auth import add_key, parse_scopes, read_key_file, revoke_key
 from services.common.errors import HearbyError
+from services.common.private_files import write_secret
 from services.common.settings_base import SecuritySettings
 
 DEFAULT_FILE = Path("var/stack/keys/keys.json")
@@ -60,14 +61,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # `--file` reads naturally after the action too (`hearby keys create ... --file F`).
     for action in actions.choices.values():
         action.add_argument("--file", type=Path, default=argparse.SUPPRESS, help="the key file")
-
-
-def write_secret(path: Path, token: str) -> None:
-    """Writes a key for a client to read (mode 0600, like an SSH key)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)
-    path.chmod(0o600)
-    path.write_text(token + "\n")
 
 
 def _file(args: argparse.Namespace) -> Path:

@@ -59,6 +59,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.common.channels import open_blocking_channel, open_channel
 from services.common.errors import HearbyError
 from services.common.logging import configure_logging
+from services.common.private_files import write_secret
 from services.common.processes import ManagedProcess, MissingDependency, ProcessFailed, free_port
 from services.common.redis_server import RedisServer
 from services.control.registry import Version, VersionStatus
@@ -377,7 +378,6 @@ class StackKeys:
 
     def ensure(self) -> None:
         """Makes the service and admin keys unless valid ones exist already."""
-        from hearby.keys_cli import write_secret
         from services.common.auth import Scope, add_key
 
         for key_file, name, rate in (
@@ -406,8 +406,6 @@ class StackKeys:
             password = generate_password()
             set_password(self.dashboard_users, "admin", password)
         if password is not None:
-            from hearby.keys_cli import write_secret
-
             write_secret(self.dashboard_password_file, password)
 
     @property

@@ -6,7 +6,8 @@ and stored only as its SHA-256. A fast hash is enough here, unlike for passwords
 256-bit random secret cannot be guessed from its hash, so a slow KDF would only slow every
 call down (GitHub tokens and AWS keys are checked the same way).
 
-The key file is JSON, written atomically with mode 0600 by ``hearby keys``. Servers re-read
+The key file is JSON, written atomically with mode 0600 by ``hearby keys``
+(:mod:`services.common.private_files`). Servers re-read
 it when its modification time, size or inode change (checked on every call: one
 ``stat``), so a key is added, rotated or revoked without restarting anything.
 """
@@ -16,9 +17,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import json
 import logging
-import os
 import re
 import secrets
 import threading
@@ -28,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unauthenticated
+from services.common.private_files import locked, read_entries, write_entries
 
 logger = logging.getLogger(__name__)
 
@@ -161,42 +161,24 @@ def read_key_file(path: Path) -> dict[str, ApiKey]:
     Raises:
         InvalidArgument: The file is not a hearby key file (the message says where).
     """
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise InvalidArgument(f"cannot read key file {path}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != FILE_FORMAT:
-        raise InvalidArgument(f"{path} is not a hearby key file (format {FILE_FORMAT})")
-    try:
-        keys = [ApiKey.from_json(entry) for entry in data.get("keys", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidArgument(f"key file {path} has a malformed entry: {exc}") from exc
+    keys = read_entries(path, "key file", "keys", FILE_FORMAT, ApiKey.from_json)
     return {key.key_id: key for key in keys}
 
 
 def write_key_file(path: Path, keys: Iterable[ApiKey]) -> None:
-    """Writes the key file atomically (readers see the old or the new file, never half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"format": FILE_FORMAT, "keys": [k.to_json() for k in keys]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(body, out, indent=1)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    """Writes the key file atomically with mode 0600."""
+    write_entries(path, "keys", FILE_FORMAT, (k.to_json() for k in keys))
 
 
 def add_key(
     path: Path, name: str, scopes: frozenset[Scope], rate_per_second: float | None = None
 ) -> tuple[str, ApiKey]:
     """Creates a key and appends it to the key file; returns the full key and its entry."""
-    keys = read_key_file(path)
-    token, entry = new_key(name, scopes, rate_per_second)
-    keys[entry.key_id] = entry
-    write_key_file(path, keys.values())
+    with locked(path):
+        keys = read_key_file(path)
+        token, entry = new_key(name, scopes, rate_per_second)
+        keys[entry.key_id] = entry
+        write_key_file(path, keys.values())
     return token, entry
 
 
@@ -206,11 +188,12 @@ def revoke_key(path: Path, key_id: str) -> ApiKey:
     Raises:
         NotFound: No key with that id.
     """
-    keys = read_key_file(path)
-    if key_id not in keys:
-        raise NotFound(f"no key {key_id!r} in {path}")
-    keys[key_id] = replace(keys[key_id], revoked=keys[key_id].revoked or _now())
-    write_key_file(path, keys.values())
+    with locked(path):
+        keys = read_key_file(path)
+        if key_id not in keys:
+            raise NotFound(f"no key {key_id!r} in {path}")
+        keys[key_id] = replace(keys[key_id], revoked=keys[key_id].revoked or _now())
+        write_key_file(path, keys.values())
     return keys[key_id]
 
 
