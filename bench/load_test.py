@@ -213,10 +213,13 @@ class RpcStats:
         latencies_ms: Latency of each successful call in milliseconds.
         errors: Failed calls by status code name (``CLIENT_<Exception>`` for failures
             that never got a status, e.g. a broken connection).
+        finished_s: ``time.perf_counter()`` when each successful call returned, in the
+            order of ``latencies_ms``.
     """
 
     latencies_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    finished_s: list[float] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -234,7 +237,22 @@ class RpcStats:
 
     def merged(self, other: RpcStats) -> RpcStats:
         """Both runs' outcomes together."""
-        return RpcStats([*self.latencies_ms, *other.latencies_ms], self.errors + other.errors)
+        return RpcStats(
+            [*self.latencies_ms, *other.latencies_ms],
+            self.errors + other.errors,
+            [*self.finished_s, *other.finished_s],
+        )
+
+    def slow(self, threshold_ms: float) -> tuple[int, int]:
+        """Calls slower than ``threshold_ms``, and in how many distinct seconds they ended.
+
+        Many slow calls in few seconds point at stalls (the machine, a pause); slow calls
+        spread over the run point at queueing.
+        """
+        ends = [
+            t for ms, t in zip(self.latencies_ms, self.finished_s, strict=True) if ms > threshold_ms
+        ]
+        return len(ends), len({int(t) for t in ends})
 
 
 @dataclass
@@ -583,7 +601,9 @@ class Workload:
         except (HearbyError, grpc.RpcError, OSError) as exc:  # OSError: timeouts too
             stats.errors[status_code(exc)] += 1
             return
-        stats.latencies_ms.append((time.perf_counter() - started) * 1000)
+        finished = time.perf_counter()
+        stats.latencies_ms.append((finished - started) * 1000)
+        stats.finished_s.append(finished)
 
     def _user(self) -> int:
         return self._rng.randrange(len(self.catalog.history))
@@ -1003,7 +1023,13 @@ def print_report(args: argparse.Namespace, report: Report, load_before: float) -
             f"{_ms(lag.percentile(99))} ms, max {_ms(max(lag.latencies_ms, default=np.nan))} ms\n"
         )
         print(markdown(summary_rows(result)))
-        print()
+        target = args.p99_target_ms
+        slow = [(LABELS[rpc], *stats.slow(target)) for rpc, stats in result.stats.items()]
+        print(
+            f"\ncalls over {target:g} ms (in how many distinct seconds): "
+            + ", ".join(f"{label} {n} ({seconds})" for label, n, seconds in slow)
+            + "\n"
+        )
         print(markdown(server_rows(result.server)))
     print("\nCPU during the measured windows (% of the machine's cores / CPU ms per call):\n")
     print(markdown(cpu_rows([report.idle, *report.results])))

@@ -110,7 +110,7 @@ def test_arrivals_are_empty_for_no_rate_or_no_time() -> None:
 
 
 def _stats(latencies: list[float], **errors: int) -> RpcStats:
-    return RpcStats(list(latencies), Counter(errors))
+    return RpcStats(list(latencies), Counter(errors), [float(i) for i in range(len(latencies))])
 
 
 def _result(
@@ -130,6 +130,14 @@ def test_rpc_stats_count_successes_and_errors_and_give_percentiles() -> None:
     assert stats.percentile(50) == pytest.approx(50.5)
     assert stats.percentile(99) == pytest.approx(99.01)
     assert np.isnan(RpcStats().percentile(99))
+
+
+def test_slow_counts_calls_over_the_threshold_and_the_seconds_they_ended_in() -> None:
+    stats = RpcStats([10.0, 150.0, 200.0, 300.0, 120.0], Counter(), [1.1, 5.2, 5.7, 5.9, 9.0])
+    assert stats.slow(100.0) == (4, 2)
+    assert stats.slow(500.0) == (0, 0)
+    merged = stats.merged(RpcStats([400.0], Counter(), [12.5]))
+    assert merged.slow(100.0) == (5, 3)
 
 
 def test_run_result_totals_every_rpc_and_its_rate() -> None:
@@ -415,6 +423,7 @@ class FakeWorkload:
         await asyncio.sleep(self.delay)
         self.in_flight -= 1
         stats.latencies_ms.append(self.delay * 1000)
+        stats.finished_s.append(load_test.time.perf_counter())
 
 
 async def test_closed_loop_keeps_every_client_busy_for_the_duration() -> None:
