@@ -185,15 +185,58 @@ async def _start_health_port(
     """
     if settings.health_port is None:
         return None, None
+    return await _health_only_server(settings.host, settings.health_port, servicer)
+
+
+async def _health_only_server(
+    host: str, port: int, servicer: health.aio.HealthServicer
+) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    address = f"{settings.host}:{settings.health_port}"
+    address = f"{host}:{port}"
     try:
-        port = server.add_insecure_port(address)
+        bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise RuntimeError(f"cannot listen on {address} (health): {exc}") from exc
     await server.start()
-    return server, port
+    return server, bound
+
+
+@dataclass
+class HealthServer:
+    """A started health-only server (processes that serve no RPCs, e.g. ingest workers)."""
+
+    server: grpc.aio.Server
+    port: int
+    reporter: HealthReporter
+
+    async def stop(self) -> None:
+        """Reports NOT_SERVING and stops."""
+        await self.reporter.stop()
+        await self.server.stop(0)
+
+
+async def start_health_server(
+    host: str, port: int, probes: Mapping[str, Probe], interval_seconds: float = 2.0
+) -> HealthServer:
+    """Serves ``grpc.health.v1`` alone, its status following ``probes``.
+
+    Args:
+        host: Interface to bind.
+        port: Port; 0 picks a free one.
+        probes: Checks that decide SERVING vs NOT_SERVING (see health.py).
+        interval_seconds: Time between probe rounds.
+
+    Raises:
+        RuntimeError: The port could not be bound.
+    """
+    servicer = health.aio.HealthServicer()
+    server, bound = await _health_only_server(host, port, servicer)
+    reporter = HealthReporter(servicer, [], probes, interval_seconds=interval_seconds)
+    await reporter.check_once()
+    reporter.start()
+    logger.info("health on %s:%d", host, bound)
+    return HealthServer(server, bound, reporter)
 
 
 async def serve(

@@ -55,6 +55,7 @@ from services.catalog.tracks import (
     now,
 )
 from services.common.audio import resample
+from services.common.bootstrap import start_health_server
 from services.common.channels import open_channel
 from services.common.errors import NotFound, Unavailable
 from services.common.metrics import start_metrics_server
@@ -170,8 +171,23 @@ class IngestWorker:
         self._backlog: collections.deque[Delivery] = collections.deque()
         self._claim_cursor = "0-0"
         self._next_reclaim = 0.0
+        self.last_turn = time.monotonic()
 
     # -- the loop -----------------------------------------------------------------------
+
+    async def turning(self) -> None:
+        """Health probe: passes while the loop has turned within ``stall_seconds``.
+
+        A turn is one entry handled, one empty read (``block_seconds``) or one back-off
+        pause; an outage of Redis or the vector store keeps the loop turning (it waits
+        and retries), so only a worker that is really stuck fails.
+
+        Raises:
+            RuntimeError: The loop has not turned for ``stall_seconds``.
+        """
+        idle = time.monotonic() - self.last_turn
+        if idle > self._settings.stall_seconds:
+            raise RuntimeError(f"the consume loop has not turned for {idle:.0f} s")
 
     async def start(self) -> None:
         """Joins the group and queues this consumer's own pending entries (a restart)."""
@@ -198,6 +214,7 @@ class IngestWorker:
         logger.info("%s consuming %s", self.name, self.keys.stream)
         failures = 0
         while not stop.is_set():
+            self.last_turn = time.monotonic()
             try:
                 outcome = await self.poll()
             except Exception as exc:  # noqa: BLE001 - Redis down: back off, then go on
@@ -484,6 +501,7 @@ class IngestWorker:
         """Runs ``step`` until it succeeds (Redis may come up after the worker)."""
         failures = 0
         while not stop.is_set():
+            self.last_turn = time.monotonic()
             try:
                 await step()
                 return
@@ -547,10 +565,17 @@ async def serve(settings: IngestSettings) -> None:
         RegistryVersions(ControlClient(control, settings.rpc_timeout_seconds)),
         settings,
     )
-    metrics = start_metrics_server(settings.metrics_port)
+    metrics = start_metrics_server(settings.metrics_port, settings.host)
+    health = None
+    if settings.health_port is not None:
+        health = await start_health_server(
+            settings.host, settings.health_port, {"loop": worker.turning}
+        )
     try:
         await run_until_signalled(worker)
     finally:
+        if health is not None:
+            await health.stop()
         await embedder.close()
         await vectorstore.close()
         await control.close()

@@ -52,6 +52,13 @@ class IngestSettings(QueueSettings):
         rpc_timeout_seconds: Deadline of a call to the control service or the vector
             store in seconds (default 10).
         metrics_port: Port of the Prometheus ``/metrics`` endpoint; 0 (default) disables it.
+        host: Interface of the metrics and health endpoints (default ``127.0.0.1``;
+            ``0.0.0.0`` in a pod, where the kubelet probes the pod's address).
+        health_port: Port of a ``grpc.health.v1`` endpoint (unset: none). SERVING while the
+            consume loop keeps turning; NOT_SERVING once it has not for
+            ``stall_seconds``, so a liveness probe restarts a stuck worker.
+        stall_seconds: How long the loop may go without a turn before the worker counts
+            as stuck (default 600: longer than embedding the longest allowed track).
         log_level: Python logging level name (default ``INFO``).
         log_format: ``json`` (default) or ``text``.
     """
@@ -80,6 +87,9 @@ class IngestSettings(QueueSettings):
     )
     rpc_timeout_seconds: float = Field(10.0, gt=0)
     metrics_port: int = 0
+    host: str = "127.0.0.1"
+    health_port: int | None = None
+    stall_seconds: float = Field(600.0, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
 

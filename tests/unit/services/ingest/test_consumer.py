@@ -463,3 +463,40 @@ async def test_versions_that_share_a_rate_get_one_resample_of_the_track(
     at_16k, again_16k, at_8k = embedder.audio
     assert again_16k is at_16k  # the same array: resampled once for both versions
     assert len(at_16k) == 32000 and len(at_8k) == 16000
+
+
+async def test_the_health_endpoint_turns_not_serving_when_the_loop_stalls(
+    catalog: Catalog, make_worker: WorkerFactory, embedder: FakeEmbedder
+):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.common.bootstrap import start_health_server
+    from services.common.channels import open_channel
+
+    worker = make_worker(stall_seconds=0.5)
+    embedder.gate = asyncio.Event()  # the first entry's v2 embedding hangs until released
+    await catalog.submit("t1", {}, data=tone(freq=440))
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run(stop))
+    health = await start_health_server("127.0.0.1", 0, {"loop": worker.turning}, 0.1)
+
+    async def status() -> int:
+        async with open_channel(f"127.0.0.1:{health.port}", api_key="") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=5
+            )
+            return reply.status
+
+    try:
+        assert await status() == health_pb2.HealthCheckResponse.SERVING
+        await asyncio.wait_for(embedder.entered_gate.wait(), 10)
+        await asyncio.sleep(1.0)  # stuck inside one entry for longer than stall_seconds
+        assert await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+        embedder.gate.set()
+        await asyncio.sleep(0.5)  # the loop turns again
+        assert await status() == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        stop.set()
+        embedder.gate.set()
+        await asyncio.wait_for(loop, 10)
+        await health.stop()
