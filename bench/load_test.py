@@ -46,18 +46,23 @@ error and no call left unsent.
 
 The report (markdown tables, ready for docs/BENCHMARKS.md): per RPC calls, calls/s, p50,
 p99 and max latency in ms of the successful calls, errors by status code
-(RESOURCE_EXHAUSTED in its own column), totals; the CPU each part of the stack used during
-the measured window (process trees from /proc: Triton and its Python-backend stubs count
-for the embedder, Milvus Lite for the vector store; "other processes" is whatever else ran
-on the machine); the machine and the command. After the last run it waits until the
-ingest stream is drained and checks that every acknowledged SubmitTrack is in the
-version's collection ("acknowledged writes lost: N") and that the event stream holds every
-acknowledged event. The client shares the machine with the stack: its own CPU is in the
-table. Linux only (/proc).
+(RESOURCE_EXHAUSTED in its own column), totals, and how many calls took longer than the
+p99 target in how many distinct seconds (a few seconds: stalls; spread out: queueing);
+each service's own server-side latency histogram over the same window (its ``/metrics``,
+which the script turns on); the CPU each part of the stack used while idle for
+``--idle-seconds`` and during each measured window (process trees from /proc: Triton and
+its Python-backend stubs count for the embedder, Milvus Lite for the vector store; "other
+processes" is whatever else ran on the machine); how late the client's own event loop
+ran; the machine and the command. After the last run it waits until the ingest stream is
+drained and checks that every acknowledged SubmitTrack is in the version's collection
+("acknowledged writes lost: N") and that the event stream holds every acknowledged event.
+The client shares the machine with the stack: its own CPU is in the table.
+``--stack-env NAME=VALUE`` starts every part with an extra variable, to try a setting
+(e.g. ``OPENBLAS_NUM_THREADS=1``). Linux only (/proc).
 
     .venv/bin/python bench/load_test.py                          # 10k tracks, 180 s, 32 clients
-    .venv/bin/python bench/load_test.py --rate 40                # open loop at 40 calls/s
-    .venv/bin/python bench/load_test.py --sweep 10,20,40,60 --seconds 60
+    .venv/bin/python bench/load_test.py --rate 10                # open loop at 10 calls/s
+    .venv/bin/python bench/load_test.py --sweep 5,10,20,30,40 --seconds 90
     .venv/bin/python bench/load_test.py --smoke                  # 1000 tracks, 20 s
 """
 
