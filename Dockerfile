@@ -22,7 +22,11 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS base
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# OPENBLAS_NUM_THREADS=1: the services' matrix products are small (the ranker's 50 x 256
+# re-ranking); a second OpenBLAS thread only spins, and cost the ranker 4-7x its CPU per
+# call in the load test (docs/BENCHMARKS.md).
 ENV VIRTUAL_ENV=/opt/venv \
+    OPENBLAS_NUM_THREADS=1 \
     PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

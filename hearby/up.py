@@ -471,6 +471,10 @@ class Stack:
             "HEARBY_VECTORSTORE_MILVUS_URI": str(self.data_dir / "milvus" / "hearby.db"),
             "HEARBY_CATALOG_AUDIO_STORE": str(self.data_dir / "audio"),
             "HEARBY_AUTH": "keys" if self.keys else "off",
+            # The parts' matrix products are small (the ranker's re-ranking is 50 x 256): a
+            # second OpenBLAS thread only spins, and cost the ranker 4-7x its CPU per call
+            # under load (docs/BENCHMARKS.md, load test). Read by numpy at import.
+            "OPENBLAS_NUM_THREADS": "1",
         }
         if self.keys:
             env["HEARBY_AUTH_KEYS_FILE"] = str(self.keys.file)
