@@ -23,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from services.common.access import AccessControl
-from services.common.health import SERVING, HealthReporter, Probe
+from services.common.health import NOT_SERVING, SERVING, HealthReporter, Probe
 from services.common.interceptors import ServiceInterceptor
 from services.common.metrics import start_metrics_server
 from services.common.settings_base import SecuritySettings, ServiceSettings
@@ -146,9 +146,13 @@ async def start_server(
             port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         raise RuntimeError(f"cannot listen on {address}: {exc} (is the port in use?)") from exc
+    reporter = HealthReporter(health_servicer, names, probes)
+    # grpc's health servicer starts out SERVING for "": until the first probe round has
+    # run, a caller (a readiness probe, a test) would be told SERVING with Milvus or Redis
+    # unreachable. Start NOT_SERVING instead.
+    await reporter.set_all(NOT_SERVING)
     await server.start()
     health_server, health_port = await _start_health_port(settings, health_servicer)
-    reporter = HealthReporter(health_servicer, names, probes)
     if probes:
         await reporter.check_once()
     else:
@@ -231,8 +235,9 @@ async def start_health_server(
         RuntimeError: The port could not be bound.
     """
     servicer = health.aio.HealthServicer()
-    server, bound = await _health_only_server(host, port, servicer)
     reporter = HealthReporter(servicer, [], probes, interval_seconds=interval_seconds)
+    await reporter.set_all(NOT_SERVING)  # until the first probe round (see start_server)
+    server, bound = await _health_only_server(host, port, servicer)
     await reporter.check_once()
     reporter.start()
     logger.info("health on %s:%d", host, bound)

@@ -200,3 +200,27 @@ def test_serve_stops_gracefully_on_sigterm_and_logs_json(tmp_path):
     assert any(m.startswith("serving hearby.control.v1.ControlService") for m in messages)
     assert any(m.startswith("shutting down") for m in messages)
     assert all({"ts", "level", "logger", "msg"} <= entry.keys() for entry in lines)
+
+
+async def test_health_is_not_serving_until_the_first_probe_round_has_passed():
+    import asyncio
+
+    port = free_port()
+    gate = asyncio.Event()
+
+    async def slow_probe() -> None:
+        await gate.wait()
+
+    starting = asyncio.create_task(
+        start_server(ServiceSettings(port=port), [_binding()], {"slow": slow_probe})
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5, wait_for_ready=True)
+        # The server answers while its first probe round still runs: not SERVING yet.
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        gate.set()
+        server = await starting
+        reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    await server.stop(0)
