@@ -111,6 +111,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64, help="timed requests per cell")
     parser.add_argument("--instances", type=int, default=os.cpu_count() or 1)
     parser.add_argument(
+        "--cpu-threads", type=int, default=1, help="intra-op threads per Triton instance (1)"
+    )
+    parser.add_argument(
+        "--queue-delay-us",
+        type=int,
+        default=2000,
+        help="Triton's dynamic batcher delay in microseconds (2000, the shipped default)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="torch threads in-process"
     )
     args = parser.parse_args()
@@ -134,6 +143,8 @@ def main() -> None:
             cfg.embedding_dim,
             max_batch_size=max(64, *args.batches),
             instances=args.instances,
+            cpu_threads=args.cpu_threads,
+            max_queue_delay_us=args.queue_delay_us,
         )
         write_version(Path(tmp) / "repo", spec, model, {"recipe": "bench"})
         local = model.to(device)  # after the export, which must stay device-neutral
@@ -157,7 +168,8 @@ def main() -> None:
         f"machine: {platform.machine()} {os.cpu_count()} cores, device {device}; "
         f"model: {cfg.window_seconds:g} s windows at {cfg.sample_rate} Hz, "
         f"channels {cfg.channels}, {cfg.embedding_dim}-d; Triton: {args.instances} "
-        f"instance(s) x 1 thread; in-process: {args.threads} torch thread(s); "
+        f"instance(s) x {args.cpu_threads} thread(s), batcher delay {args.queue_delay_us} us; "
+        f"in-process: {args.threads} torch thread(s); "
         f"{args.requests} timed requests per cell"
     )
     print(f"{'batch':>5} {'conc':>4} {'in-process win/s':>17} {'Triton win/s':>13} {'ratio':>6}")
