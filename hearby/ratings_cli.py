@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from dashboard.review_stats import ratings_to_csv
 from services.catalog.client import channel_options
 from services.common.channels import open_channel
 from services.common.errors import HearbyError, Unavailable
+from services.common.files import write_atomically
 from services.feedback.client import FeedbackClient
 from services.feedback.ratings import Rating
 from services.feedback.settings import DEFAULT_PORT
@@ -97,13 +97,6 @@ async def fetch_ratings(
         return await FeedbackClient(channel, timeout).list_ratings(*versions)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file, so a backup is whole or absent."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8", newline="")
-    os.replace(partial, path)
-
-
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``hearby ratings``: 0 when exported, 1 when the service failed."""
     settings = RatingsCliSettings()
@@ -129,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     try:
-        write_atomically(out, text)
+        # Whole or absent, so a backup is never half a file; readable like any export.
+        write_atomically(out, text.encode("utf-8"), mode=0o644)
     except OSError as exc:
         print(f"error: cannot write {out}: {exc}", file=sys.stderr)
         return 1

@@ -14,10 +14,8 @@ Every function here blocks; async callers run them with ``asyncio.to_thread``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 import fsspec
 
 from services.common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.common.files import write_atomically
 
 MIB = 1024 * 1024
 _FILE_SCHEME = "file://"
@@ -171,21 +170,7 @@ def audio_chunks(uri: str, chunk_bytes: int = MIB) -> Iterator[bytes]:
 def _write_local_atomically(path: Path, data: bytes) -> bool:
     if path.exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file sits in the target folder so the rename stays on one file system
-    # (rename is atomic only there); fsync before rename so a crash cannot leave a
-    # renamed but empty file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, data)
     return True
 
 

@@ -12,12 +12,12 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from services.common.errors import InvalidArgument
+from services.common.files import write_atomically
 
 _T = TypeVar("_T")
 
@@ -55,20 +55,8 @@ def read_entries(
 
 def write_entries(path: Path, field: str, version: int, entries: Iterable[dict[str, Any]]) -> None:
     """Writes a list file atomically with mode 0600 (a crash leaves at most a temp file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {"format": version, field: list(entries)}
-    # mkstemp creates the file with mode 0600, in the same folder so os.replace is atomic.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(body, out, indent=1)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomically(path, json.dumps(body, indent=1).encode())
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import pytest
 
 from dashboard import users
 from dashboard.users import LoginThrottle, PasswordHash, Role
-from services.common import private_files
+from services.common import files
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 
 PASSWORD = "correct horse battery"
@@ -90,7 +90,7 @@ def test_users_file_is_replaced_atomically_and_leaves_no_temporary_file(
         replaced.append((src, str(dst)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(private_files.os, "replace", watching_replace)
+    monkeypatch.setattr(files.os, "replace", watching_replace)
     users.add_user(path, "ben", PASSWORD)
     assert replaced and replaced[0][1] == str(path)
     assert path.stat().st_ino != inode
@@ -106,10 +106,11 @@ def test_users_file_keeps_the_old_content_when_a_write_fails(
     users.add_user(path, "ana", PASSWORD)
     before = path.read_text()
 
-    def failing_dump(*args: object, **kwargs: object) -> None:
+    def failing_fsync(fd: int) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(private_files.json, "dump", failing_dump)
+    # Fails while the new content is being written, after the temp file exists.
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
     with pytest.raises(OSError, match="disk full"):
         users.add_user(path, "ben", PASSWORD)
     assert path.read_text() == before
