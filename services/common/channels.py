@@ -159,10 +159,16 @@ class _StreamStream(_Outgoing, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self.details(client_call_details), request_iterator)
 
 
-def _tls_options(security: SecuritySettings) -> list[tuple[str, Any]]:
+def _channel_parts(
+    options: ChannelOptions, security: SecuritySettings | None, api_key: str | None
+) -> tuple[ClientKey, list[tuple[str, Any]], grpc.ChannelCredentials | None]:
+    """What both kinds of channel are built from: the key, the options, TLS credentials."""
+    security = security or SecuritySettings()
+    key = client_key(security) if api_key is None else ClientKey(api_key)
+    all_options = [*_RECONNECT, *options]
     if security.client_tls and security.tls_server_name:
-        return [("grpc.ssl_target_name_override", security.tls_server_name)]
-    return []
+        all_options.append(("grpc.ssl_target_name_override", security.tls_server_name))
+    return key, all_options, channel_credentials(security)
 
 
 def open_channel(
@@ -183,11 +189,8 @@ def open_channel(
     Returns:
         The channel; close it (``await channel.close()`` or ``async with``).
     """
-    security = security or SecuritySettings()
-    key = client_key(security) if api_key is None else ClientKey(api_key)
+    key, all_options, credentials = _channel_parts(options, security, api_key)
     interceptors = [kind(key) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
-    all_options = [*_RECONNECT, *options, *_tls_options(security)]
-    credentials = channel_credentials(security)
     if credentials is None:
         return grpc.aio.insecure_channel(address, all_options, interceptors=interceptors)
     return grpc.aio.secure_channel(address, credentials, all_options, interceptors=interceptors)
@@ -220,10 +223,7 @@ def open_blocking_channel(
         security: Key and TLS settings (default: from the ``HEARBY_*`` environment).
         api_key: A key to send instead of the configured one ("" sends none).
     """
-    security = security or SecuritySettings()
-    key = client_key(security) if api_key is None else ClientKey(api_key)
-    all_options = [*_RECONNECT, *options, *_tls_options(security)]
-    credentials = channel_credentials(security)
+    key, all_options, credentials = _channel_parts(options, security, api_key)
     if credentials is None:
         channel = grpc.insecure_channel(address, all_options)
     else:
