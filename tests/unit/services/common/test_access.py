@@ -89,7 +89,9 @@ def test_check_admits_by_scope_and_keeps_health_open(keys):
 
 def test_check_refuses_a_key_over_its_rate_with_a_retry_time(keys):
     path, reader, admin = keys
-    access = AccessControl(KeyStore(path), default_rate=100, limiter=RateLimiter(1.0))
+    # A stopped clock: no token comes back between the calls, however slow the machine.
+    limiter = RateLimiter(1.0, clock=lambda: 100.0)
+    access = AccessControl(KeyStore(path), default_rate=100, limiter=limiter)
     bearer = [("authorization", f"Bearer {reader}")]
     access.check("/hearby.ranker.v1.RankerService/Similar", bearer)
     with pytest.raises(ResourceExhausted, match="over its rate limit of 1 calls/s") as err:

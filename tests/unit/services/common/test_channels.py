@@ -121,12 +121,14 @@ async def test_streaming_calls_carry_the_key_too(server, keys):
 
 
 async def test_a_key_over_its_rate_gets_resource_exhausted_with_retry_info(server, keys):
-    _, reader, _ = keys
-    async with open_channel(server, api_key=reader) as channel:
+    path, _, _ = keys
+    # 0.2 calls/s: one token, and the next only after 5 s, so even a stalled machine
+    # cannot refill the bucket between the two calls.
+    slow, _ = add_key(path, "slow", frozenset({Scope.READ}), rate_per_second=0.2)
+    async with open_channel(server, api_key=slow) as channel:
         stub = control_pb2_grpc.ControlServiceStub(channel)
         get = control_pb2.GetVersionRequest(name="v1")
-        for _ in range(2):  # rate 2/s x burst 1 s
-            await stub.GetVersion(get)
+        await stub.GetVersion(get)
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.GetVersion(get)
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
