@@ -423,13 +423,18 @@ class VersionLifecycle:
             "reading embedded marks", lambda: self._catalog.embedded([t.track_id for t in tracks])
         )
         todo = [t for t in tracks if marks.get(t.track_id, {}).get(name) != t.content_hash]
+        tasks = [asyncio.create_task(self._embed(name, t)) for t in todo]
         try:
-            # A TaskGroup, so that a failure that ends the backfill cancels the page's rest.
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._embed(name, t)) for t in todo]
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None
-        rows = [task.result() for task in tasks]
+            rows = await asyncio.gather(*tasks)
+        except BaseException:
+            # A failure that ends the backfill, or the backfill's own cancellation, ends
+            # the page's rest, and they are waited for. Not a TaskGroup: on Python 3.11 a
+            # cancellation of this task sometimes left the group's children running (seen:
+            # close() waiting forever on two embeds, 1 run in 4 on a loaded machine).
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         written = [(t, row) for t, row in zip(todo, rows, strict=True) if row is not None]
         if written:
             records = [row for _, row in written]
