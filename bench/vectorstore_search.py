@@ -6,6 +6,11 @@ sequential Search calls (k=10) without and with a metadata filter. Then it stops
 service and times the same queries with pymilvus on the same data file (limit=k, the same
 output fields and filter), and compares both result lists with exact numpy search.
 
+The service runs as ``hearby up`` runs it: API keys on, and the bench calls with a key made
+like the stack's service key (admin scope, no rate limit: the ranker's calls are never
+throttled). ``--auth off`` runs it with ``HEARBY_AUTH=off`` instead, for comparison with the
+figures taken before API keys existed.
+
     .venv/bin/python bench/vectorstore_search.py                       # 10k and 100k rows
     .venv/bin/python bench/vectorstore_search.py --rows 2000 --queries 50   # smoke run
 """
@@ -26,6 +31,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pymilvus import MilvusClient
 
+from services.common.auth import Scope, add_key
 from services.common.channels import open_blocking_channel, open_channel
 from services.common.processes import ManagedProcess, free_port
 from services.vectorstore import filters
@@ -78,7 +84,7 @@ def _recall(found: list[list[int]], exact: list[set[int]]) -> float:
 
 
 def _serving(address: str) -> bool:
-    with open_blocking_channel(address) as channel:
+    with open_blocking_channel(address, api_key="") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=1
         )
@@ -87,6 +93,7 @@ def _serving(address: str) -> bool:
 
 async def _through_service(
     address: str,
+    api_key: str,
     matrix: np.ndarray,
     genres: np.ndarray,
     tempi: np.ndarray,
@@ -96,7 +103,7 @@ async def _through_service(
 ) -> tuple[float, dict[str, tuple[np.ndarray, list[list[int]]]]]:
     """Fills the version; returns write rows/s and, per mode, latencies (ms) and hit ids."""
     results: dict[str, tuple[np.ndarray, list[list[int]]]] = {}
-    async with open_channel(address) as channel:
+    async with open_channel(address, api_key=api_key) as channel:
         client = VectorStoreClient(channel, timeout_seconds=120)
         await client.create_collection(VERSION, matrix.shape[1])
         started = time.perf_counter()
@@ -177,6 +184,12 @@ def bench_rows(rows: int, args: argparse.Namespace, workdir: Path) -> list[tuple
     data_file = workdir / f"rows{rows}" / "bench.db"
     port = free_port()
     address = f"127.0.0.1:{port}"
+    if args.auth == "keys":
+        keys_file = workdir / f"keys-{rows}.json"
+        api_key, _ = add_key(keys_file, "bench", frozenset({Scope.ADMIN}), 0.0)
+        auth = {"HEARBY_AUTH": "keys", "HEARBY_AUTH_KEYS_FILE": str(keys_file)}
+    else:
+        api_key, auth = "", {"HEARBY_AUTH": "off"}
     service = ManagedProcess(
         "vectorstore",
         [sys.executable, "-m", "services.vectorstore"],
@@ -187,11 +200,12 @@ def bench_rows(rows: int, args: argparse.Namespace, workdir: Path) -> list[tuple
             "HEARBY_VECTORSTORE_PORT": str(port),
             "HEARBY_VECTORSTORE_LOG_LEVEL": "WARNING",
             "HEARBY_VECTORSTORE_MILVUS_TIMEOUT_SECONDS": "120",
+            **auth,
         },
     )
     with service:
         write_rate, served = asyncio.run(
-            _through_service(address, matrix, genres, tempi, queries, args.k, args.warmup)
+            _through_service(address, api_key, matrix, genres, tempi, queries, args.k, args.warmup)
         )
     direct = _direct(data_file, queries, args.k, args.warmup)
     print(f"  {rows} rows written through the service at {write_rate:,.0f} rows/s")
@@ -233,12 +247,18 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128, help="embedding dimension")
     parser.add_argument("--k", type=int, default=10, help="neighbours per query")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--auth",
+        choices=("keys", "off"),
+        default="keys",
+        help="keys: API keys on, as deployed (default); off: HEARBY_AUTH=off",
+    )
     args = parser.parse_args()
 
     print(
         f"vectorstore search bench: {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; dim {args.dim}, k {args.k}, "
-        f"{args.queries} sequential queries per mode; filter: {FILTER}"
+        f"{args.queries} sequential queries per mode; auth {args.auth}; filter: {FILTER}"
     )
     table = [("rows", "mode", "path", "p50 ms", "p99 ms", "p50 vs direct", f"recall@{args.k}")]
     with tempfile.TemporaryDirectory(prefix="hearby-bench-") as tmp:
