@@ -8,9 +8,10 @@ Milvus Lite (a local ``.db`` data file, the default) and on a Milvus standalone 
 
 Plain Python with no gRPC import: requests are validated here (the contract's limits),
 Milvus failures become :mod:`services.common.errors` exceptions (connection trouble is
-:class:`~services.common.errors.Unavailable`), and pymilvus' blocking calls run in worker
-threads so the event loop keeps serving. Concurrent upserts into one version are coalesced
-into one Milvus write (:class:`WriteBatcher`).
+:class:`~services.common.errors.Unavailable`). Searches, the latency-critical calls, go
+through pymilvus' asyncio client on the event loop; the other calls use its blocking client
+in worker threads, so the event loop keeps serving. Concurrent upserts into one version are
+coalesced into one Milvus write (:class:`WriteBatcher`).
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import math
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
-from pymilvus import DataType, MilvusClient, MilvusException
+from pymilvus import AsyncMilvusClient, DataType, MilvusClient, MilvusException
 
 from services.common.errors import (
     AlreadyExists,
@@ -514,6 +515,10 @@ class VectorStore:
         self._uri = str(Path(options.uri).absolute()) if options.is_lite else options.uri
         self._ownership = LiteOwnership(Path(self._uri)) if options.is_lite else None
         self._milvus: MilvusClient | None = None
+        # Searches only: a blocking call handed to a worker thread costs ~0.1-0.2 ms of
+        # thread wake-ups per call (measured, docs/BENCHMARKS.md, issue #5 c), as much as
+        # the rest of the store's own code.
+        self._amilvus: AsyncMilvusClient | None = None
         self._connect_lock = threading.Lock()
         self._dimensions: dict[str, int] = {}
         self._ddl_locks: dict[str, asyncio.Lock] = {}
@@ -568,6 +573,9 @@ class VectorStore:
     async def close(self) -> None:
         """Writes pending upserts, disconnects, stops Milvus Lite and drops ownership."""
         await self._batcher.drain()
+        amilvus, self._amilvus = self._amilvus, None
+        if amilvus is not None:
+            await amilvus.close()
         milvus, self._milvus = self._milvus, None
         if milvus is not None:
             await asyncio.to_thread(milvus.close)
@@ -833,6 +841,33 @@ class VectorStore:
                 raise
             raise mapped from exc
 
+    async def _async_client(self) -> AsyncMilvusClient:
+        if self._amilvus is None:
+            # After the blocking client: on Lite that one starts the server, and this one
+            # finds it running (pymilvus' Lite manager keeps one server per data file).
+            await self._client()
+            if self._amilvus is None:
+                self._amilvus = AsyncMilvusClient(
+                    uri=self._uri, token=self._options.token, timeout=self._options.timeout_seconds
+                )
+        return self._amilvus
+
+    async def _run_async(
+        self,
+        op: Callable[[AsyncMilvusClient], Coroutine[Any, Any, T]],
+        version: str | None = None,
+    ) -> T:
+        """Awaits a call of pymilvus' asyncio client, translating its errors as ``_run``."""
+        try:
+            return await op(await self._async_client())
+        except HearbyError:
+            raise
+        except Exception as exc:
+            mapped = self._translate(exc, version)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
     def _translate(self, exc: Exception, version: str | None) -> HearbyError | None:
         """The domain error for a pymilvus/gRPC failure, or None for an unexpected one."""
         code = getattr(exc, "code", None)
@@ -912,7 +947,7 @@ class VectorStore:
     async def _stored_embedding(self, version: str, track_id: str) -> np.ndarray:
         check_track_ids([track_id], "track_id")
         name = collection_name(version)
-        rows = await self._run(
+        rows = await self._run_async(
             lambda c: c.get(
                 name,
                 ids=[track_id],
@@ -939,7 +974,7 @@ class VectorStore:
         limit = min(query.k + 1, MAX_TOPK)
         while True:
             fetched = limit
-            results = await self._run(
+            results = await self._run_async(
                 lambda c, fetched=fetched: c.search(
                     name,
                     data=data,
