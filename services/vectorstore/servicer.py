@@ -14,7 +14,13 @@ import numpy as np
 from hearby.common.v1 import types_pb2
 from hearby.vectorstore.v1 import vectorstore_pb2 as pb
 from hearby.vectorstore.v1 import vectorstore_pb2_grpc
-from services.vectorstore.records import SearchHit, SearchQuery, TrackMetadata, VectorRecord
+from services.vectorstore.records import (
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+    TrackMetadata,
+    VectorRecord,
+)
 
 if TYPE_CHECKING:  # store.py imports pymilvus, which the client (importing this) must not need
     from services.vectorstore.store import Store
@@ -36,20 +42,26 @@ def metadata_from_proto(message: types_pb2.TrackMetadata) -> TrackMetadata:
     )
 
 
+def fill_metadata(message: types_pb2.TrackMetadata, metadata: TrackMetadata) -> None:
+    """Writes domain labels into an empty ``TrackMetadata`` message, in place."""
+    message.title = metadata.title
+    message.artist = metadata.artist
+    message.genre = metadata.genre
+    message.key = metadata.key
+    message.mode = metadata.mode
+    message.tempo_bpm = metadata.tempo_bpm
+    message.mood = metadata.mood
+    message.instrument = metadata.instrument
+    message.duration_seconds = metadata.duration_seconds
+    if metadata.extra:
+        message.extra.update(metadata.extra)
+
+
 def metadata_to_proto(metadata: TrackMetadata) -> types_pb2.TrackMetadata:
     """The ``TrackMetadata`` message of domain labels."""
-    return types_pb2.TrackMetadata(
-        title=metadata.title,
-        artist=metadata.artist,
-        genre=metadata.genre,
-        key=metadata.key,
-        mode=metadata.mode,
-        tempo_bpm=metadata.tempo_bpm,
-        mood=metadata.mood,
-        instrument=metadata.instrument,
-        duration_seconds=metadata.duration_seconds,
-        extra=dict(metadata.extra),
-    )
+    message = types_pb2.TrackMetadata()
+    fill_metadata(message, metadata)
+    return message
 
 
 def _floats(values: object) -> np.ndarray | None:
@@ -89,14 +101,28 @@ def search_query_from_proto(request: pb.SearchRequest) -> SearchQuery:
     )
 
 
-def hit_to_proto(hit: SearchHit) -> pb.SearchHit:
-    """The ``SearchHit`` message of a domain hit."""
-    return pb.SearchHit(
-        track=types_pb2.ScoredTrack(
-            track_id=hit.track_id, score=hit.score, metadata=metadata_to_proto(hit.metadata)
-        ),
-        embedding=[] if hit.embedding is None else hit.embedding.tolist(),
-    )
+def fill_hit(message: pb.SearchHit, hit: SearchHit) -> None:
+    """Writes a domain hit into an empty ``SearchHit`` message, in place."""
+    track = message.track
+    track.track_id = hit.track_id
+    track.score = hit.score
+    fill_metadata(track.metadata, hit.metadata)
+    if hit.embedding is not None:
+        message.embedding.extend(hit.embedding.tolist())
+
+
+def search_response(result: SearchResult) -> pb.SearchResponse:
+    """The ``SearchResponse`` of a domain result, built in place.
+
+    Building each hit as its own message and passing the list to the constructor copies
+    every nested message again: 43 us for 10 hits against 12 us in place (measured), on
+    the path whose overhead issue #5 c is about.
+    """
+    response = pb.SearchResponse(version=result.version)
+    add = response.hits.add
+    for hit in result.hits:
+        fill_hit(add(), hit)
+    return response
 
 
 class VectorStoreServicer(vectorstore_pb2_grpc.VectorStoreServiceServicer):
@@ -169,10 +195,7 @@ class VectorStoreServicer(vectorstore_pb2_grpc.VectorStoreServiceServicer):
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchResponse:
         """The k nearest tracks."""
-        result = await self._store.search(search_query_from_proto(request))
-        return pb.SearchResponse(
-            version=result.version, hits=[hit_to_proto(h) for h in result.hits]
-        )
+        return search_response(await self._store.search(search_query_from_proto(request)))
 
     async def Count(
         self, request: pb.CountRequest, context: grpc.aio.ServicerContext
