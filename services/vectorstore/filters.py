@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from services.common.errors import InvalidArgument
 
@@ -389,8 +390,13 @@ def to_milvus(node: Node) -> str:
     return text
 
 
+@lru_cache(maxsize=1024)
 def compile_filter(expression: str, max_length: int = DEFAULT_MAX_LENGTH) -> str:
     """Compiles a hearby filter expression into a Milvus expression.
+
+    A pure function of its arguments, so the last 1024 distinct filters are kept compiled:
+    callers repeat a few filters, and parsing one took ~25 us of a ~2 ms Search (issue #5
+    c). A refused filter is not kept; it is parsed again and refused again.
 
     Args:
         expression: The filter text; empty means no filter.
