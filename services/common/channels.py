@@ -13,7 +13,7 @@ dashboard, benchmarks) opens its channel here, so that:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ DEFAULT_KEY_FILE = Path("var/stack/keys/admin.key")
 use it when no key is configured, so they work against a local stack without set-up."""
 
 ChannelOptions = Sequence[tuple[str, Any]]
+Serializer = Callable[[Any], bytes] | None
+Deserializer = Callable[[bytes], Any] | None
 
 # gRPC's reconnect back-off grows to 120 s by default: after a dependency's restart a caller
 # could wait two minutes to try again (seen: 0.3 s in one fault run, 8 s in another). Keep
@@ -119,44 +121,128 @@ def _with_key(metadata: Any, key: ClientKey) -> list[tuple[str, Any]]:
     return items
 
 
-class _Outgoing:
-    """Adds the API key and caps the timeout at the served call's deadline."""
+class _Keyed:
+    """A multi-callable that adds the key and caps the timeout, then makes the call."""
 
-    def __init__(self, key: ClientKey) -> None:
+    def __init__(self, inner: Any, key: ClientKey) -> None:
+        self._inner = inner
         self._key = key
 
-    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        """The call's details with the key added and the timeout capped."""
-        return grpc.aio.ClientCallDetails(
-            method=details.method,
-            timeout=deadline.cap(details.timeout),
-            metadata=grpc.aio.Metadata(*_with_key(details.metadata, self._key)),
-            credentials=details.credentials,
-            wait_for_ready=details.wait_for_ready,
+    def __call__(
+        self,
+        request: Any = None,
+        *,
+        timeout: float | None = None,
+        metadata: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Starts the call.
+
+        Args:
+            request: The message, or a client stream's iterator (None: write to the call).
+            timeout: Seconds; capped at what is left of the served call's deadline.
+            metadata: The call's metadata; the key is added unless it has one.
+            **kwargs: The rest of the call's options (credentials, wait_for_ready, ...).
+        """
+        return self._inner(
+            request,
+            timeout=deadline.cap(timeout),
+            metadata=_with_key(metadata, self._key),
+            **kwargs,
         )
 
 
-# grpc.aio files an interceptor under the first of the four kinds it is an instance of
-# (an if/elif in Channel.__init__), so one class implementing all four would only ever
-# see unary-unary calls: the Session stream went out without its key. One class per kind.
-class _UnaryUnary(_Outgoing, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation, client_call_details, request):
-        return await continuation(self.details(client_call_details), request)
+class _KeyedChannel(grpc.aio.Channel):
+    """A ``grpc.aio`` channel whose calls carry the API key and the served call's deadline.
 
+    This wraps each multi-callable rather than using ``grpc.aio`` client interceptors: an
+    intercepted unary call runs its interceptor in an extra asyncio task and wraps the call
+    object, which cost 0.1-0.25 ms per call on the 2-core development VM, about a sixth of
+    a whole vectorstore Search round trip (docs/BENCHMARKS.md, issue #5 c). Every call
+    kind goes through the same ``_Keyed``, so streams carry the key as unary calls do.
 
-class _UnaryStream(_Outgoing, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation, client_call_details, request):
-        return await continuation(self.details(client_call_details), request)
+    Args:
+        inner: The plain channel.
+        key: The key to send.
+    """
 
+    def __init__(self, inner: grpc.aio.Channel, key: ClientKey) -> None:
+        self._inner = inner
+        self._key = key
 
-class _StreamUnary(_Outgoing, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation, client_call_details, request_iterator):
-        return await continuation(self.details(client_call_details), request_iterator)
+    async def __aenter__(self) -> _KeyedChannel:
+        return self
 
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        await self._inner.close(None)
 
-class _StreamStream(_Outgoing, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation, client_call_details, request_iterator):
-        return await continuation(self.details(client_call_details), request_iterator)
+    async def close(self, grace: float | None = None) -> None:
+        """Closes the channel, giving active calls ``grace`` seconds (None: cancel them)."""
+        await self._inner.close(grace)
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        """The channel's connectivity state."""
+        return self._inner.get_state(try_to_connect)
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """Returns when the state differs from ``last_observed_state``."""
+        await self._inner.wait_for_state_change(last_observed_state)
+
+    async def channel_ready(self) -> None:
+        """Returns once the channel is READY (connecting if needed)."""
+        await self._inner.channel_ready()
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        """The callable of a unary-unary method, adding the key (see ``grpc.aio.Channel``)."""
+        inner = self._inner.unary_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return _Keyed(inner, self._key)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        """The callable of a unary-stream method, adding the key (see ``grpc.aio.Channel``)."""
+        inner = self._inner.unary_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return _Keyed(inner, self._key)
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        """The callable of a stream-unary method, adding the key (see ``grpc.aio.Channel``)."""
+        inner = self._inner.stream_unary(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return _Keyed(inner, self._key)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> Any:
+        """The callable of a stream-stream method, adding the key (see ``grpc.aio.Channel``)."""
+        inner = self._inner.stream_stream(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return _Keyed(inner, self._key)
 
 
 def _channel_parts(
@@ -190,10 +276,11 @@ def open_channel(
         The channel; close it (``await channel.close()`` or ``async with``).
     """
     key, all_options, credentials = _channel_parts(options, security, api_key)
-    interceptors = [kind(key) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
     if credentials is None:
-        return grpc.aio.insecure_channel(address, all_options, interceptors=interceptors)
-    return grpc.aio.secure_channel(address, credentials, all_options, interceptors=interceptors)
+        inner = grpc.aio.insecure_channel(address, all_options)
+    else:
+        inner = grpc.aio.secure_channel(address, credentials, all_options)
+    return _KeyedChannel(inner, key)
 
 
 class _SyncKey(grpc.UnaryUnaryClientInterceptor):
