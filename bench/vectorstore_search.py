@@ -1,10 +1,12 @@
 """Search latency through the vectorstore gRPC service vs pymilvus directly, and recall@10.
 
-For each row count: starts ``python -m services.vectorstore`` over a fresh Milvus Lite file,
-fills one version with random 128-d unit vectors and labels through the service, and times
-sequential Search calls (k=10) without and with a metadata filter. Then it stops the
-service and times the same queries with pymilvus on the same data file (limit=k, the same
-output fields and filter), and compares both result lists with exact numpy search.
+For each row count: starts ``python -m services.vectorstore`` over a fresh Milvus Lite file
+and fills one version with random 128-d unit vectors and labels through the service. Then it
+starts the service again on that file, opens a copy of the file with pymilvus, and times
+sequential Search calls (k=10) without and with a metadata filter through both paths: the
+service (``VectorStoreClient``) and pymilvus directly (limit=k, the same output fields and
+filter). The paths alternate in blocks of queries (``--blocks``), so that both see the
+same machine; both result lists are compared with exact numpy search.
 
 The service runs as ``hearby up`` runs it: API keys on, and the bench calls with a key made
 like the stack's service key (admin scope, no rate limit: the ranker's calls are never
@@ -21,9 +23,11 @@ import argparse
 import asyncio
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +48,8 @@ GENRES = tuple(f"g{i}" for i in range(8))
 # One genre out of eight and a tempo band: about 1/16 of the rows match.
 FILTER = 'genre == "g3" and tempo_bpm >= 90 and tempo_bpm < 130'
 WRITE_BATCH = 1024
+# Untimed queries each path runs again when a block switches to it.
+BLOCK_WARMUP = 5
 
 
 @dataclass
@@ -91,18 +97,10 @@ def _serving(address: str) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def _through_service(
-    address: str,
-    api_key: str,
-    matrix: np.ndarray,
-    genres: np.ndarray,
-    tempi: np.ndarray,
-    queries: np.ndarray,
-    k: int,
-    warmup: int,
-) -> tuple[float, dict[str, tuple[np.ndarray, list[list[int]]]]]:
-    """Fills the version; returns write rows/s and, per mode, latencies (ms) and hit ids."""
-    results: dict[str, tuple[np.ndarray, list[list[int]]]] = {}
+async def _fill(
+    address: str, api_key: str, matrix: np.ndarray, genres: np.ndarray, tempi: np.ndarray
+) -> float:
+    """Creates the version and writes every row through the service; returns rows/s."""
     async with open_channel(address, api_key=api_key) as channel:
         client = VectorStoreClient(channel, timeout_seconds=120)
         await client.create_collection(VERSION, matrix.shape[1])
@@ -119,55 +117,125 @@ async def _through_service(
                 for i in range(lo, min(lo + WRITE_BATCH, len(matrix)))
             ]
             await client.upsert(VERSION, records)
-        write_rate = len(matrix) / (time.perf_counter() - started)
-        for mode, expression in (("plain", ""), ("filtered", FILTER)):
-            for query in queries[:warmup]:
-                await client.search(VERSION, k, embedding=query, filter_expression=expression)
-            latencies, ids = [], []
-            for query in queries:
-                started = time.perf_counter()
-                result = await client.search(
-                    VERSION, k, embedding=query, filter_expression=expression
-                )
-                latencies.append((time.perf_counter() - started) * 1000)
-                ids.append([int(h.track_id[1:]) for h in result.hits])
-            results[mode] = (np.array(latencies), ids)
-    return write_rate, results
+        return len(matrix) / (time.perf_counter() - started)
 
 
-def _direct(
-    data_file: Path, queries: np.ndarray, k: int, warmup: int
-) -> dict[str, tuple[np.ndarray, list[list[int]]]]:
-    """The same searches with pymilvus on the same Lite file (the service has stopped)."""
-    client = MilvusClient(uri=str(data_file))
+Results = dict[str, dict[str, tuple[np.ndarray, list[list[int]]]]]
+"""Per path and mode: latencies (ms) and the hit ids of each query."""
+
+
+async def _side_by_side(
+    address: str, api_key: str, direct_file: Path, queries: np.ndarray, args: argparse.Namespace
+) -> Results:
+    """Times every query through the service and with pymilvus, in alternating blocks.
+
+    The queries are split into ``args.blocks`` blocks; each block runs through one path
+    and then the other (the order swaps from block to block), after a few untimed queries
+    that warm the path up again. A shared machine's speed drifts within seconds; blocks
+    put both paths under the same drift while each still runs warm, as when measured
+    one after the other.
+    """
+    direct = MilvusClient(uri=str(direct_file))
     name = collection_name(VERSION)
-    results: dict[str, tuple[np.ndarray, list[list[int]]]] = {}
+    results: Results = {"service": {}, "pymilvus": {}}
+    blocks = np.array_split(np.arange(len(queries)), args.blocks)
     try:
-        for mode, expression in (("plain", ""), ("filtered", filters.compile_filter(FILTER))):
+        async with open_channel(address, api_key=api_key) as channel:
+            client = VectorStoreClient(channel, timeout_seconds=120)
+            for mode, expression in (("plain", ""), ("filtered", FILTER)):
+                compiled = filters.compile_filter(expression)
 
-            def search(query: np.ndarray, expression: str = expression) -> list:
-                return client.search(
-                    name,
-                    data=[query.tolist()],
-                    limit=k,
-                    filter=expression,
-                    output_fields=METADATA_FIELDS,
-                    anns_field=VECTOR_FIELD,
-                    search_params={"metric_type": "COSINE"},
-                )[0]
+                def search(query: np.ndarray, compiled: str = compiled) -> list:
+                    return direct.search(
+                        name,
+                        data=[query.tolist()],
+                        limit=args.k,
+                        filter=compiled,
+                        output_fields=METADATA_FIELDS,
+                        anns_field=VECTOR_FIELD,
+                        search_params={"metric_type": "COSINE"},
+                    )[0]
 
-            for query in queries[:warmup]:
-                search(query)
-            latencies, ids = [], []
-            for query in queries:
-                started = time.perf_counter()
-                hits = search(query)
-                latencies.append((time.perf_counter() - started) * 1000)
-                ids.append([int(h["id"][1:]) for h in hits])
-            results[mode] = (np.array(latencies), ids)
+                async def served(query: np.ndarray, expression: str = expression) -> list[int]:
+                    result = await client.search(
+                        VERSION, args.k, embedding=query, filter_expression=expression
+                    )
+                    return [int(h.track_id[1:]) for h in result.hits]
+
+                latencies: dict[str, list[float]] = {"service": [], "pymilvus": []}
+                ids: dict[str, list[list[int]]] = {
+                    "service": [[] for _ in queries],
+                    "pymilvus": [[] for _ in queries],
+                }
+                for query in queries[: args.warmup]:
+                    await served(query)
+                    search(query)
+                for n, block in enumerate(blocks):
+                    rewarm = queries[: min(BLOCK_WARMUP, args.warmup)]
+                    for path in ("service", "pymilvus") if n % 2 == 0 else ("pymilvus", "service"):
+                        if path == "service":
+                            await _time_service(served, queries, block, rewarm, latencies, ids)
+                        else:
+                            _time_direct(search, queries, block, rewarm, latencies, ids)
+                for path in results:
+                    results[path][mode] = (np.array(latencies[path]), ids[path])
     finally:
-        client.close()
+        direct.close()
     return results
+
+
+async def _time_service(
+    served: Callable[[np.ndarray], Awaitable[list[int]]],
+    queries: np.ndarray,
+    block: np.ndarray,
+    rewarm: np.ndarray,
+    latencies: dict[str, list[float]],
+    ids: dict[str, list[list[int]]],
+) -> None:
+    """One block through the service: untimed ``rewarm`` queries, then the timed ones."""
+    for query in rewarm:
+        await served(query)
+    for i in block:
+        started = time.perf_counter()
+        found = await served(queries[i])
+        latencies["service"].append((time.perf_counter() - started) * 1000)
+        ids["service"][i] = found
+
+
+def _time_direct(
+    search: Callable[[np.ndarray], list],
+    queries: np.ndarray,
+    block: np.ndarray,
+    rewarm: np.ndarray,
+    latencies: dict[str, list[float]],
+    ids: dict[str, list[list[int]]],
+) -> None:
+    """One block with pymilvus: untimed ``rewarm`` queries, then the timed ones."""
+    for query in rewarm:
+        search(query)
+    for i in block:
+        started = time.perf_counter()
+        hits = search(queries[i])
+        latencies["pymilvus"].append((time.perf_counter() - started) * 1000)
+        ids["pymilvus"][i] = [int(h["id"][1:]) for h in hits]
+
+
+def _service(data_file: Path, port: int, auth: dict[str, str], log: Path) -> ManagedProcess:
+    """``python -m services.vectorstore`` over ``data_file``, as deployed (settings by env)."""
+    address = f"127.0.0.1:{port}"
+    return ManagedProcess(
+        "vectorstore",
+        [sys.executable, "-m", "services.vectorstore"],
+        log,
+        ready=lambda: _serving(address),
+        env={
+            "HEARBY_VECTORSTORE_MILVUS_URI": str(data_file),
+            "HEARBY_VECTORSTORE_PORT": str(port),
+            "HEARBY_VECTORSTORE_LOG_LEVEL": "WARNING",
+            "HEARBY_VECTORSTORE_MILVUS_TIMEOUT_SECONDS": "120",
+            **auth,
+        },
+    )
 
 
 def bench_rows(rows: int, args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
@@ -182,37 +250,27 @@ def bench_rows(rows: int, args: argparse.Namespace, workdir: Path) -> list[tuple
         "filtered": _exact_top(matrix, queries, args.k, mask),
     }
     data_file = workdir / f"rows{rows}" / "bench.db"
-    port = free_port()
-    address = f"127.0.0.1:{port}"
     if args.auth == "keys":
         keys_file = workdir / f"keys-{rows}.json"
         api_key, _ = add_key(keys_file, "bench", frozenset({Scope.ADMIN}), 0.0)
         auth = {"HEARBY_AUTH": "keys", "HEARBY_AUTH_KEYS_FILE": str(keys_file)}
     else:
         api_key, auth = "", {"HEARBY_AUTH": "off"}
-    service = ManagedProcess(
-        "vectorstore",
-        [sys.executable, "-m", "services.vectorstore"],
-        workdir / f"vectorstore-{rows}.log",
-        ready=lambda: _serving(address),
-        env={
-            "HEARBY_VECTORSTORE_MILVUS_URI": str(data_file),
-            "HEARBY_VECTORSTORE_PORT": str(port),
-            "HEARBY_VECTORSTORE_LOG_LEVEL": "WARNING",
-            "HEARBY_VECTORSTORE_MILVUS_TIMEOUT_SECONDS": "120",
-            **auth,
-        },
-    )
-    with service:
-        write_rate, served = asyncio.run(
-            _through_service(address, api_key, matrix, genres, tempi, queries, args.k, args.warmup)
-        )
-    direct = _direct(data_file, queries, args.k, args.warmup)
+    port = free_port()
+    with _service(data_file, port, auth, workdir / f"vectorstore-{rows}-fill.log"):
+        write_rate = asyncio.run(_fill(f"127.0.0.1:{port}", api_key, matrix, genres, tempi))
+    # pymilvus gets a copy of the written file (Lite serves one process per file), and the
+    # service starts again, so both paths search the same data as loaded from disk.
+    direct_file = data_file.with_name("direct.db")
+    shutil.copyfile(data_file, direct_file)
+    port = free_port()
+    with _service(data_file, port, auth, workdir / f"vectorstore-{rows}.log"):
+        timed = asyncio.run(_side_by_side(f"127.0.0.1:{port}", api_key, direct_file, queries, args))
     print(f"  {rows} rows written through the service at {write_rate:,.0f} rows/s")
     lines = []
     for mode in ("plain", "filtered"):
-        service_t = Timing("service", *_with_recall(served[mode], exact[mode]))
-        direct_t = Timing("pymilvus", *_with_recall(direct[mode], exact[mode]))
+        service_t = Timing("service", *_with_recall(timed["service"][mode], exact[mode]))
+        direct_t = Timing("pymilvus", *_with_recall(timed["pymilvus"][mode], exact[mode]))
         for timing in (direct_t, service_t):
             ratio = timing.percentile(50) / direct_t.percentile(50)
             lines.append(
@@ -244,6 +302,12 @@ def main() -> None:
     )
     parser.add_argument("--queries", type=int, default=500, help="timed queries per mode")
     parser.add_argument("--warmup", type=int, default=20, help="untimed queries first")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=5,
+        help="blocks the timed queries alternate in between the two paths (1: one after the other)",
+    )
     parser.add_argument("--dim", type=int, default=128, help="embedding dimension")
     parser.add_argument("--k", type=int, default=10, help="neighbours per query")
     parser.add_argument("--seed", type=int, default=0)
