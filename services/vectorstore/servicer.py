@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # store.py imports pymilvus, which the client (importing this
 
 def metadata_from_proto(message: types_pb2.TrackMetadata) -> TrackMetadata:
     """The domain labels of a ``TrackMetadata`` message."""
+    extra = message.extra
     return TrackMetadata(
         title=message.title,
         artist=message.artist,
@@ -38,7 +39,8 @@ def metadata_from_proto(message: types_pb2.TrackMetadata) -> TrackMetadata:
         mood=message.mood,
         instrument=message.instrument,
         duration_seconds=message.duration_seconds,
-        extra=dict(message.extra),
+        # Copying an empty map field still costs ~1 us, 10 per Search reply (#5 c).
+        extra=dict(extra) if extra else {},
     )
 
 
