@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from milvus_lite.server_manager import server_manager_instance
 from pymilvus import MilvusClient
 
 from services.common.auth import Scope, add_key
@@ -181,6 +182,9 @@ async def _side_by_side(
                     results[path][mode] = (np.array(latencies[path]), ids[path])
     finally:
         direct.close()
+        # pymilvus never stops the Lite server it started; the next row count's run
+        # should not share the machine with it.
+        server_manager_instance.release_server(str(direct_file))
     return results
 
 
