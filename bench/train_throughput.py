@@ -2,9 +2,9 @@
 
 Measures, in one run: (a) the encoder + projection head forward/backward rate in windows/s
 (default model config, batches of 64 pairs); (b) how many augmented views/s one data-loader
-worker produces per recipe, from a small rendered corpus. With W workers the pipeline keeps
-up when W x views/s >= the model's windows/s; the last column says how many workers that
-takes.
+worker produces per recipe, from a small rendered corpus (or ``--corpus DIR``). With W
+workers the pipeline keeps up when W x views/s >= the model's windows/s; the last column
+says how many workers that takes.
 
     .venv/bin/python bench/train_throughput.py
 """
@@ -22,8 +22,6 @@ import numpy as np
 import torch
 
 from trainer.augment import recipe
-from trainer.corpus.build import build
-from trainer.corpus.design import design_corpus
 from trainer.corpus.loader import load_corpus
 from trainer.data import PairDataset, prepare_cache
 from trainer.loss import NTXentLoss
@@ -61,22 +59,34 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--views", type=int, default=48, help="views timed per recipe")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        help="time the augmentations on this corpus folder instead of rendering 16 tracks "
+        "(rendering needs FluidSynth and the TimGM6mb soundfont, which a GPU host may lack)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = EncoderConfig()
     device = pick_device("auto")
     rate = model_rate(cfg, args.pairs, args.steps, device)
     with tempfile.TemporaryDirectory() as tmp:
-        build(
-            Path(tmp),
-            design_corpus(16, seed=3, min_duration=20.0),
-            {"bench": 1},
-            Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
-            22050,
-            progress=False,
-        )
+        corpus_dir = args.corpus or Path(tmp)
+        if args.corpus is None:
+            # Imported here: rendering needs pretty_midi and FluidSynth, --corpus does not.
+            from trainer.corpus.build import build
+            from trainer.corpus.design import design_corpus
+
+            build(
+                corpus_dir,
+                design_corpus(16, seed=3, min_duration=20.0),
+                {"bench": 1},
+                Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
+                22050,
+                progress=False,
+            )
         cache = prepare_cache(
-            load_corpus(Path(tmp)), cfg.sample_rate, Path(tmp) / "cache", progress=False
+            load_corpus(corpus_dir), cfg.sample_rate, Path(tmp) / "cache", progress=False
         )
         rows = []
         torch.set_num_threads(1)  # a data-loader worker is one process on one core
