@@ -152,6 +152,26 @@ class _Keyed:
         )
 
 
+def _keyed_kind(kind: str) -> Callable[..., _Keyed]:
+    """``_KeyedChannel``'s method for one call kind: the plain channel's, wrapped in ``_Keyed``."""
+
+    def method(
+        self: _KeyedChannel,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> _Keyed:
+        inner = getattr(self._inner, kind)(
+            method, request_serializer, response_deserializer, _registered_method
+        )
+        return _Keyed(inner, self._key)
+
+    method.__name__ = kind
+    method.__doc__ = f"The callable of a {kind.replace('_', '-')} method, adding the key."
+    return method
+
+
 class _KeyedChannel(grpc.aio.Channel):
     """A ``grpc.aio`` channel whose calls carry the API key and the served call's deadline.
 
@@ -192,57 +212,10 @@ class _KeyedChannel(grpc.aio.Channel):
         """Returns once the channel is READY (connecting if needed)."""
         await self._inner.channel_ready()
 
-    def unary_unary(
-        self,
-        method: str,
-        request_serializer: Serializer = None,
-        response_deserializer: Deserializer = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        """The callable of a unary-unary method, adding the key (see ``grpc.aio.Channel``)."""
-        inner = self._inner.unary_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return _Keyed(inner, self._key)
-
-    def unary_stream(
-        self,
-        method: str,
-        request_serializer: Serializer = None,
-        response_deserializer: Deserializer = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        """The callable of a unary-stream method, adding the key (see ``grpc.aio.Channel``)."""
-        inner = self._inner.unary_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return _Keyed(inner, self._key)
-
-    def stream_unary(
-        self,
-        method: str,
-        request_serializer: Serializer = None,
-        response_deserializer: Deserializer = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        """The callable of a stream-unary method, adding the key (see ``grpc.aio.Channel``)."""
-        inner = self._inner.stream_unary(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return _Keyed(inner, self._key)
-
-    def stream_stream(
-        self,
-        method: str,
-        request_serializer: Serializer = None,
-        response_deserializer: Deserializer = None,
-        _registered_method: bool | None = False,
-    ) -> Any:
-        """The callable of a stream-stream method, adding the key (see ``grpc.aio.Channel``)."""
-        inner = self._inner.stream_stream(
-            method, request_serializer, response_deserializer, _registered_method
-        )
-        return _Keyed(inner, self._key)
+    unary_unary = _keyed_kind("unary_unary")
+    unary_stream = _keyed_kind("unary_stream")
+    stream_unary = _keyed_kind("stream_unary")
+    stream_stream = _keyed_kind("stream_stream")
 
 
 def _channel_parts(

@@ -24,7 +24,7 @@ import math
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -831,15 +831,8 @@ class VectorStore:
     async def _run(self, op: Callable[[MilvusClient], T], version: str | None = None) -> T:
         """Runs a blocking pymilvus call in a worker thread, translating its errors."""
         client = await self._client()
-        try:
+        with self._translated(version):
             return await asyncio.to_thread(op, client)
-        except HearbyError:
-            raise
-        except Exception as exc:
-            mapped = self._translate(exc, version)
-            if mapped is None:
-                raise
-            raise mapped from exc
 
     async def _async_client(self) -> AsyncMilvusClient:
         if self._amilvus is None:
@@ -858,8 +851,14 @@ class VectorStore:
         version: str | None = None,
     ) -> T:
         """Awaits a call of pymilvus' asyncio client, translating its errors as ``_run``."""
-        try:
+        with self._translated(version):
             return await op(await self._async_client())
+
+    @contextlib.contextmanager
+    def _translated(self, version: str | None) -> Iterator[None]:
+        """Re-raises a pymilvus/gRPC failure as its domain error (unexpected ones as they are)."""
+        try:
+            yield
         except HearbyError:
             raise
         except Exception as exc:
