@@ -20,6 +20,7 @@ import time
 import torch
 
 from trainer.model import EncoderConfig, build_encoder
+from trainer.train import pick_device
 
 WARMUP = 5  # calls per batch size before timing: the first ones pay for lazy init
 
@@ -42,10 +43,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 128, 512])
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     args = parser.parse_args()
-    if args.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
+    device = pick_device(args.device)
     torch.set_num_threads(os.cpu_count() or 1)
     cfg = EncoderConfig()
     torch.manual_seed(0)
