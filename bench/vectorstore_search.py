@@ -3,10 +3,12 @@
 For each row count: starts ``python -m services.vectorstore`` over a fresh Milvus Lite file
 and fills one version with random 128-d unit vectors and labels through the service. Then it
 starts the service again on that file, opens a copy of the file with pymilvus, and times
-sequential Search calls (k=10) without and with a metadata filter through both paths: the
-service (``VectorStoreClient``) and pymilvus directly (limit=k, the same output fields and
-filter). The paths alternate in blocks of queries (``--blocks``), so that both see the
-same machine; both result lists are compared with exact numpy search.
+sequential Search calls (k=10) without and with a metadata filter through three paths:
+pymilvus directly (limit=k, the same output fields and filter); the thin proxy
+(``bench/vectorstore_thin_proxy.py`` on another copy: a bare ``grpc.aio`` Search in front of
+pymilvus, the floor under any Python gRPC service); and the service (``VectorStoreClient``).
+The paths alternate in blocks of queries (``--blocks``), so that all see the same machine;
+every result list is compared with exact numpy search.
 
 The service runs as ``hearby up`` runs it: API keys on, and the bench calls with a key made
 like the stack's service key (admin scope, no rate limit: the ranker's calls are never
@@ -31,11 +33,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from milvus_lite.server_manager import server_manager_instance
 from pymilvus import MilvusClient
 
+from hearby.common.v1 import types_pb2
+from hearby.vectorstore.v1 import vectorstore_pb2, vectorstore_pb2_grpc
 from services.common.auth import Scope, add_key
 from services.common.channels import open_blocking_channel, open_channel
 from services.common.processes import ManagedProcess, free_port
@@ -124,30 +129,44 @@ async def _fill(
 Results = dict[str, dict[str, tuple[np.ndarray, list[list[int]]]]]
 """Per path and mode: latencies (ms) and the hit ids of each query."""
 
+Path_ = Callable[[np.ndarray], Awaitable[list[int]]]
+"""One way of searching: the query in, the hit ids (row numbers) out."""
+
+PATHS = ("pymilvus", "thin proxy", "service")
+
 
 async def _side_by_side(
-    address: str, api_key: str, direct_file: Path, queries: np.ndarray, args: argparse.Namespace
+    addresses: dict[str, str],
+    api_key: str,
+    direct_file: Path,
+    queries: np.ndarray,
+    args: argparse.Namespace,
 ) -> Results:
-    """Times every query through the service and with pymilvus, in alternating blocks.
+    """Times every query through each path, in alternating blocks.
 
-    The queries are split into ``args.blocks`` blocks; each block runs through one path
-    and then the other (the order swaps from block to block), after a few untimed queries
-    that warm the path up again. A shared machine's speed drifts within seconds; blocks
-    put both paths under the same drift while each still runs warm, as when measured
-    one after the other.
+    The paths: pymilvus called in this process; the thin proxy (the floor any Python gRPC
+    front adds, ``bench/vectorstore_thin_proxy.py``); the service as clients call it. The
+    queries are split into ``args.blocks`` blocks; each block runs through every path,
+    the order rotating from block to block, after a few untimed queries that warm the path
+    up again. A shared machine's speed drifts within seconds; blocks put all paths under
+    the same drift while each still runs warm, as when measured one after the other.
     """
     direct = MilvusClient(uri=str(direct_file))
     name = collection_name(VERSION)
-    results: Results = {"service": {}, "pymilvus": {}}
+    results: Results = {path: {} for path in PATHS}
     blocks = np.array_split(np.arange(len(queries)), args.blocks)
     try:
-        async with open_channel(address, api_key=api_key) as channel:
+        async with (
+            open_channel(addresses["service"], api_key=api_key) as channel,
+            grpc.aio.insecure_channel(addresses["thin proxy"]) as thin_channel,
+        ):
             client = VectorStoreClient(channel, timeout_seconds=120)
+            thin = vectorstore_pb2_grpc.VectorStoreServiceStub(thin_channel)
             for mode, expression in (("plain", ""), ("filtered", FILTER)):
                 compiled = filters.compile_filter(expression)
 
-                def search(query: np.ndarray, compiled: str = compiled) -> list:
-                    return direct.search(
+                async def direct_search(query: np.ndarray, compiled: str = compiled) -> list[int]:
+                    hits = direct.search(
                         name,
                         data=[query.tolist()],
                         limit=args.k,
@@ -156,6 +175,19 @@ async def _side_by_side(
                         anns_field=VECTOR_FIELD,
                         search_params={"metric_type": "COSINE"},
                     )[0]
+                    return [int(h["id"][1:]) for h in hits]
+
+                async def thin_search(query: np.ndarray, compiled: str = compiled) -> list[int]:
+                    reply = await thin.Search(
+                        vectorstore_pb2.SearchRequest(
+                            version=VERSION,
+                            k=args.k,
+                            embedding=vectorstore_pb2.EmbeddingQuery(values=query.tolist()),
+                            filter=types_pb2.Filter(expression=compiled),
+                        ),
+                        timeout=120,
+                    )
+                    return [int(h.track.track_id[1:]) for h in reply.hits]
 
                 async def served(query: np.ndarray, expression: str = expression) -> list[int]:
                     result = await client.search(
@@ -163,21 +195,23 @@ async def _side_by_side(
                     )
                     return [int(h.track_id[1:]) for h in result.hits]
 
-                latencies: dict[str, list[float]] = {"service": [], "pymilvus": []}
-                ids: dict[str, list[list[int]]] = {
-                    "service": [[] for _ in queries],
-                    "pymilvus": [[] for _ in queries],
+                searches: dict[str, Path_] = {
+                    "pymilvus": direct_search,
+                    "thin proxy": thin_search,
+                    "service": served,
                 }
+                latencies: dict[str, list[float]] = {path: [] for path in PATHS}
+                ids = {path: [[] for _ in queries] for path in PATHS}
                 for query in queries[: args.warmup]:
-                    await served(query)
-                    search(query)
+                    for search in searches.values():
+                        await search(query)
+                rewarm = queries[: min(BLOCK_WARMUP, args.warmup)]
                 for n, block in enumerate(blocks):
-                    rewarm = queries[: min(BLOCK_WARMUP, args.warmup)]
-                    for path in ("service", "pymilvus") if n % 2 == 0 else ("pymilvus", "service"):
-                        if path == "service":
-                            await _time_service(served, queries, block, rewarm, latencies, ids)
-                        else:
-                            _time_direct(search, queries, block, rewarm, latencies, ids)
+                    for k in range(len(PATHS)):
+                        path = PATHS[(n + k) % len(PATHS)]
+                        await _time_path(
+                            searches[path], queries, block, rewarm, latencies[path], ids[path]
+                        )
                 for path in results:
                     results[path][mode] = (np.array(latencies[path]), ids[path])
     finally:
@@ -188,45 +222,27 @@ async def _side_by_side(
     return results
 
 
-async def _time_service(
-    served: Callable[[np.ndarray], Awaitable[list[int]]],
+async def _time_path(
+    search: Path_,
     queries: np.ndarray,
     block: np.ndarray,
     rewarm: np.ndarray,
-    latencies: dict[str, list[float]],
-    ids: dict[str, list[list[int]]],
+    latencies: list[float],
+    ids: list[list[int]],
 ) -> None:
-    """One block through the service: untimed ``rewarm`` queries, then the timed ones."""
+    """One block through one path: untimed ``rewarm`` queries, then the timed ones."""
     for query in rewarm:
-        await served(query)
+        await search(query)
     for i in block:
         started = time.perf_counter()
-        found = await served(queries[i])
-        latencies["service"].append((time.perf_counter() - started) * 1000)
-        ids["service"][i] = found
+        found = await search(queries[i])
+        latencies.append((time.perf_counter() - started) * 1000)
+        ids[i] = found
 
 
-def _time_direct(
-    search: Callable[[np.ndarray], list],
-    queries: np.ndarray,
-    block: np.ndarray,
-    rewarm: np.ndarray,
-    latencies: dict[str, list[float]],
-    ids: dict[str, list[list[int]]],
-) -> None:
-    """One block with pymilvus: untimed ``rewarm`` queries, then the timed ones."""
-    for query in rewarm:
-        search(query)
-    for i in block:
-        started = time.perf_counter()
-        hits = search(queries[i])
-        latencies["pymilvus"].append((time.perf_counter() - started) * 1000)
-        ids["pymilvus"][i] = [int(h["id"][1:]) for h in hits]
-
-
-def _service(data_file: Path, port: int, auth: dict[str, str], log: Path) -> ManagedProcess:
+def _service(data_file: Path, address: str, auth: dict[str, str], log: Path) -> ManagedProcess:
     """``python -m services.vectorstore`` over ``data_file``, as deployed (settings by env)."""
-    address = f"127.0.0.1:{port}"
+    port = address.rpartition(":")[2]
     return ManagedProcess(
         "vectorstore",
         [sys.executable, "-m", "services.vectorstore"],
@@ -234,11 +250,38 @@ def _service(data_file: Path, port: int, auth: dict[str, str], log: Path) -> Man
         ready=lambda: _serving(address),
         env={
             "HEARBY_VECTORSTORE_MILVUS_URI": str(data_file),
-            "HEARBY_VECTORSTORE_PORT": str(port),
+            "HEARBY_VECTORSTORE_PORT": port,
             "HEARBY_VECTORSTORE_LOG_LEVEL": "WARNING",
             "HEARBY_VECTORSTORE_MILVUS_TIMEOUT_SECONDS": "120",
             **auth,
         },
+    )
+
+
+def _thin_proxy(data_file: Path, address: str, log: Path) -> ManagedProcess:
+    """``bench/vectorstore_thin_proxy.py`` over ``data_file``: the bare Python gRPC front."""
+    script = Path(__file__).with_name("vectorstore_thin_proxy.py")
+    port = address.rpartition(":")[2]
+
+    def ready() -> bool:
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=1)
+        return True
+
+    return ManagedProcess(
+        "thin proxy",
+        [
+            sys.executable,
+            str(script),
+            "--milvus-uri",
+            str(data_file),
+            "--version",
+            VERSION,
+            "--port",
+            port,
+        ],
+        log,
+        ready=ready,
     )
 
 
@@ -260,22 +303,27 @@ def bench_rows(rows: int, args: argparse.Namespace, workdir: Path) -> list[tuple
         auth = {"HEARBY_AUTH": "keys", "HEARBY_AUTH_KEYS_FILE": str(keys_file)}
     else:
         api_key, auth = "", {"HEARBY_AUTH": "off"}
-    port = free_port()
-    with _service(data_file, port, auth, workdir / f"vectorstore-{rows}-fill.log"):
-        write_rate = asyncio.run(_fill(f"127.0.0.1:{port}", api_key, matrix, genres, tempi))
+    address = f"127.0.0.1:{free_port()}"
+    with _service(data_file, address, auth, workdir / f"vectorstore-{rows}-fill.log"):
+        write_rate = asyncio.run(_fill(address, api_key, matrix, genres, tempi))
     # pymilvus gets a copy of the written file (Lite serves one process per file), and the
     # service starts again, so both paths search the same data as loaded from disk.
     direct_file = data_file.with_name("direct.db")
     shutil.copyfile(data_file, direct_file)
-    port = free_port()
-    with _service(data_file, port, auth, workdir / f"vectorstore-{rows}.log"):
-        timed = asyncio.run(_side_by_side(f"127.0.0.1:{port}", api_key, direct_file, queries, args))
+    thin_file = data_file.with_name("thin.db")
+    shutil.copyfile(data_file, thin_file)
+    addresses = {"service": f"127.0.0.1:{free_port()}", "thin proxy": f"127.0.0.1:{free_port()}"}
+    with (
+        _service(data_file, addresses["service"], auth, workdir / f"vectorstore-{rows}.log"),
+        _thin_proxy(thin_file, addresses["thin proxy"], workdir / f"thin-{rows}.log"),
+    ):
+        timed = asyncio.run(_side_by_side(addresses, api_key, direct_file, queries, args))
     print(f"  {rows} rows written through the service at {write_rate:,.0f} rows/s")
     lines = []
     for mode in ("plain", "filtered"):
-        service_t = Timing("service", *_with_recall(timed["service"][mode], exact[mode]))
-        direct_t = Timing("pymilvus", *_with_recall(timed["pymilvus"][mode], exact[mode]))
-        for timing in (direct_t, service_t):
+        timings = [Timing(path, *_with_recall(timed[path][mode], exact[mode])) for path in PATHS]
+        direct_t = timings[0]
+        for timing in timings:
             ratio = timing.percentile(50) / direct_t.percentile(50)
             lines.append(
                 (
