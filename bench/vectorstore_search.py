@@ -129,7 +129,7 @@ async def _fill(
 Results = dict[str, dict[str, tuple[np.ndarray, list[list[int]]]]]
 """Per path and mode: latencies (ms) and the hit ids of each query."""
 
-Path_ = Callable[[np.ndarray], Awaitable[list[int]]]
+SearchPath = Callable[[np.ndarray], Awaitable[list[int]]]
 """One way of searching: the query in, the hit ids (row numbers) out."""
 
 PATHS = ("pymilvus", "thin proxy", "service")
@@ -195,7 +195,7 @@ async def _side_by_side(
                     )
                     return [int(h.track_id[1:]) for h in result.hits]
 
-                searches: dict[str, Path_] = {
+                searches: dict[str, SearchPath] = {
                     "pymilvus": direct_search,
                     "thin proxy": thin_search,
                     "service": served,
@@ -223,7 +223,7 @@ async def _side_by_side(
 
 
 async def _time_path(
-    search: Path_,
+    search: SearchPath,
     queries: np.ndarray,
     block: np.ndarray,
     rewarm: np.ndarray,
@@ -321,9 +321,11 @@ def bench_rows(rows: int, args: argparse.Namespace, workdir: Path) -> list[tuple
     print(f"  {rows} rows written through the service at {write_rate:,.0f} rows/s")
     lines = []
     for mode in ("plain", "filtered"):
-        timings = [Timing(path, *_with_recall(timed[path][mode], exact[mode])) for path in PATHS]
-        direct_t = timings[0]
-        for timing in timings:
+        timings = {
+            path: Timing(path, *_with_recall(timed[path][mode], exact[mode])) for path in PATHS
+        }
+        direct_t = timings["pymilvus"]
+        for timing in timings.values():
             ratio = timing.percentile(50) / direct_t.percentile(50)
             lines.append(
                 (

@@ -24,6 +24,7 @@ from pymilvus import AsyncMilvusClient, MilvusClient
 
 from hearby.vectorstore.v1 import vectorstore_pb2 as pb
 from hearby.vectorstore.v1 import vectorstore_pb2_grpc
+from services.vectorstore.filters import FIELDS as LABEL_FIELDS
 from services.vectorstore.store import METADATA_FIELDS, VECTOR_FIELD, collection_name
 
 
@@ -58,7 +59,7 @@ class ThinSearch(vectorstore_pb2_grpc.VectorStoreServiceServicer):
 def _fill(metadata: Any, entity: dict[str, Any]) -> None:
     # The same labels the service returns, so both replies are the same size.
     for name, value in entity.items():
-        if name in metadata.DESCRIPTOR.fields_by_name and name != "extra":
+        if name in LABEL_FIELDS:
             setattr(metadata, name, value)
 
 
